@@ -1,0 +1,133 @@
+"""Checkpoints: safe loading (never unpickle code), atomic saving, readable key-mismatch errors.
+
+Every checkpoint the kit reads goes through :func:`load_checkpoint`: ``.safetensors`` through safetensors,
+anything else through ``torch.load(weights_only=True)``, which refuses pickles that need arbitrary objects.
+Every checkpoint the kit writes goes through :func:`save_atomic`: a temporary file in the same folder,
+then ``os.replace``, so a run killed mid-write never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read safely or does not fit the network."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint without executing code from it.
+
+    Args:
+        path: ``.pth``/``.pt``/``.ckpt`` (a torch zip or legacy pickle of tensors) or ``.safetensors``.
+
+    Returns:
+        The loaded mapping (tensors on the CPU).
+
+    Raises:
+        CheckpointError: the file is missing, is not a checkpoint, or needs arbitrary Python objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist; check the path in the options or the flag")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except Exception as err:  # safetensors raises its own error types
+            raise CheckpointError(f"'{path}' is not a readable safetensors file: {err}") from err
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        msg = str(err)
+        if "weights_only" in msg or "Unsupported global" in msg or "Unsupported operand" in msg:
+            raise CheckpointError(
+                f"'{path}' is a pickle that needs arbitrary Python objects to load, and unpickling it could run "
+                "code, so it was refused (torch.load weights_only=True). Re-save only its tensors, e.g. "
+                "torch.save({'params': model.state_dict()}, path), or convert it to .safetensors."
+            ) from err
+        raise CheckpointError(f"'{path}' is not a readable checkpoint ({type(err).__name__}: {msg[:200]})") from err
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a mapping of tensors")
+    return dict(obj)
+
+
+def extract_state_dict(ckpt: Mapping[str, Any], param_key: str | None = "params_ema") -> dict[str, torch.Tensor]:
+    """Pick the network's weights out of a checkpoint in BasicSR or common public layouts.
+
+    Order: ``param_key`` (``params_ema`` by default), then ``params``, ``params_ema``, ``state_dict``,
+    ``model``, ``net_g``; else the mapping itself when it holds tensors. A leading ``module.`` is removed.
+    """
+    keys = [param_key] if param_key else []
+    keys += ["params", "params_ema", "state_dict", "model", "net_g"]
+    state: Any = ckpt
+    for key in keys:
+        if key in ckpt and isinstance(ckpt[key], Mapping):
+            state = ckpt[key]
+            break
+    out = {}
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        out[k[7:] if k.startswith("module.") else k] = v
+    if not out:
+        raise CheckpointError(f"no tensors found in the checkpoint (top-level keys: {sorted(ckpt)[:8]})")
+    return out
+
+
+def describe_mismatch(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor], examples: int = 3) -> str:
+    """One short summary of missing/unexpected/mis-shaped keys (a few examples, not a wall of names)."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shaped = [k for k in expected if k in got and tuple(expected[k].shape) != tuple(got[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:examples])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:examples])})")
+    if shaped:
+        k = shaped[0]
+        parts.append(
+            f"{len(shaped)} with another shape (e.g. {k}: network {tuple(expected[k].shape)}, "
+            f"checkpoint {tuple(got[k].shape)})"
+        )
+    return "; ".join(parts)
+
+
+def load_into(net: nn.Module, state: Mapping[str, torch.Tensor], source: str, strict: bool = True) -> None:
+    """``net.load_state_dict`` with one readable error instead of torch's list of every key."""
+    expected = net.state_dict()
+    summary = describe_mismatch(expected, state)
+    if summary and (strict or any(k in state and expected[k].shape != state[k].shape for k in expected)):
+        raise CheckpointError(
+            f"{source} does not fit {type(net).__name__} ({len(expected)} tensors): {summary}. "
+            "Check that network options (type, widths, depths, scale) match the ones it was trained with."
+        )
+    net.load_state_dict(dict(state), strict=strict)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` (or safetensors for ``.safetensors``) to a temp file, then rename onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in obj.items()}, tmp)
+        else:
+            torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
