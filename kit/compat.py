@@ -109,7 +109,7 @@ def save_training_state(self, epoch: int, current_iter: int) -> None:
 
     if current_iter == -1 or get_dist_info()[0] != 0:
         return
-    state = {"epoch": epoch, "iter": current_iter, "optimizers": [], "schedulers": []}
+    state = {"epoch": epoch, "iter": current_iter, "epoch_iter": getattr(self, "epoch_iter", 0)}
     state["optimizers"] = [o.state_dict() for o in self.optimizers]
     state["schedulers"] = [s.state_dict() for s in self.schedulers]
     state.update(getattr(self, "extra_training_state", dict)())

@@ -1,1 +1,5 @@
-"""models."""
+"""Models: KitSRModel (a network trained alone) and DistillModel (teacher → student)."""
+
+from kit.models.sr_model import KitSRModel
+
+__all__ = ["KitSRModel"]

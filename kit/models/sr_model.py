@@ -1,0 +1,197 @@
+"""KitSRModel: BasicSR's SRModel with exact torch metrics, AMP/channels_last, tiling and a metrics history.
+
+Used for a network trained alone (the teacher in ``options/teacher.yml``, the scratch baseline in
+``options/student.yml``) and as the base of :class:`kit.models.distill_model.DistillModel`.
+
+.. code-block:: yaml
+
+    model_type: KitSRModel
+    train:
+      amp: null            # bf16 | fp16 | null (off; CPU default)
+      channels_last: false
+    val:
+      val_freq: 200
+      tile: null           # e.g. 256: tiled validation for large images
+      compare_every: 0     # write a comparison PNG every N validations (0: never)
+      metrics:
+        psnr: {type: calculate_psnr, crop_border: 4, test_y_channel: true}
+        ssim: {type: calculate_ssim, crop_border: 4, test_y_channel: true}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+
+from kit.validate import check_spec
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+def build_checked_network(spec: dict, where: str) -> torch.nn.Module:
+    """``build_network`` after checking the type and arguments against the registry."""
+    check_spec(ARCH_REGISTRY, spec, where)
+    return build_network(spec)
+
+
+def build_checked_loss(spec: dict, where: str) -> torch.nn.Module:
+    """``build_loss`` after checking the type and arguments against the registry."""
+    check_spec(LOSS_REGISTRY, spec, where)
+    return build_loss(spec)
+
+
+@MODEL_REGISTRY.register()
+class KitSRModel(SRModel):
+    """SRModel with the kit's training conveniences; see the module docstring for its options."""
+
+    def __init__(self, opt: dict) -> None:
+        # SRModel.__init__ builds network_g unchecked; check first so a typo names the key.
+        build_checked_network(opt["network_g"], "network_g")
+        train_opt = opt.get("train", {}) if opt["is_train"] else {}
+        amp = train_opt.get("amp")
+        if amp is not None and amp not in _AMP_DTYPES:
+            raise ValueError(f"train.amp '{amp}' is not one of bf16, fp16 or null")
+        self.amp_dtype = _AMP_DTYPES.get(amp)
+        self.channels_last = bool(train_opt.get("channels_last", False))
+        self.history_path = Path(opt["path"].get("experiments_root", opt["path"]["log"])) / "history.jsonl"
+        self._val_count = 0
+        super().__init__(opt)
+        if self.channels_last:
+            self.net_g.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ training
+    def init_training_settings(self) -> None:
+        train_opt = self.opt["train"]
+        if train_opt.get("pixel_opt"):
+            build_checked_loss(train_opt["pixel_opt"], "train:pixel_opt")
+        super().init_training_settings()
+        self.scaler = None
+        if self.amp_dtype is torch.float16 and self.device.type == "cuda":
+            self.scaler = torch.amp.GradScaler("cuda")
+
+    def autocast(self):
+        """Autocast context for ``train.amp`` (a no-op when off)."""
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def feed_data(self, data: dict) -> None:
+        mf = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.lq = data["lq"].to(self.device, memory_format=mf)
+        if "gt" in data:
+            self.gt = data["gt"].to(self.device, memory_format=mf)
+
+    def compute_losses(self, current_iter: int) -> tuple[torch.Tensor, OrderedDict]:
+        """Forward the student and return the total loss and each term (pixel loss vs GT here)."""
+        with self.autocast():
+            self.output = self.net_g(self.lq)  # (N, 3, sH, sW)
+        loss_dict = OrderedDict()
+        l_pix = self.cri_pix(self.output.float(), self.gt)
+        loss_dict["l_pix"] = l_pix
+        return l_pix, loss_dict
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.optimizer_g.zero_grad(set_to_none=True)
+        l_total, loss_dict = self.compute_losses(current_iter)
+        if not torch.isfinite(l_total):
+            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in loss_dict.items())
+            raise FloatingPointError(f"loss is not finite at iter {current_iter} ({terms}); lower the lr or weights")
+        if self.scaler is not None:
+            self.scaler.scale(l_total).backward()
+            self.scaler.step(self.optimizer_g)
+            self.scaler.update()
+        else:
+            l_total.backward()
+            self.optimizer_g.step()
+        loss_dict["l_total"] = l_total.detach()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def extra_training_state(self) -> dict:
+        """Training-only state saved with every resume state (none here; connectors in DistillModel)."""
+        return {}
+
+    # ---------------------------------------------------------------- inference
+    def eval_network(self) -> torch.nn.Module:
+        """The network validation and export read: the EMA copy when there is one."""
+        return self.net_g_ema if hasattr(self, "net_g_ema") else self.net_g
+
+    def test(self) -> None:
+        net = self.eval_network()
+        was_training = net.training
+        net.eval()
+        tile = self.opt.get("val", {}).get("tile")
+        with torch.no_grad():
+            if tile:
+                from kit.infer.tiled import tiled_forward
+
+                overlap = int(self.opt["val"].get("tile_overlap", 16))
+                self.output = tiled_forward(net, self.lq, int(self.opt.get("scale", 1)), int(tile), overlap)
+            else:
+                self.output = net(self.lq)
+        net.train(was_training)
+
+    # --------------------------------------------------------------- validation
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
+        from kit.metrics.validation import ValidationMetrics
+
+        dataset_name = dataloader.dataset.opt["name"]
+        metrics = ValidationMetrics(self.opt["val"].get("metrics") or {})
+        self._initialize_best_metric_results(dataset_name) if metrics.names else None
+        compare_every = int(self.opt["val"].get("compare_every", 0))
+        self._val_count += 1
+        want_compare = compare_every > 0 and self._val_count % compare_every == 0
+        start = time.time()
+        for idx, val_data in enumerate(dataloader):
+            name = Path(val_data["lq_path"][0]).stem
+            self.feed_data(val_data)
+            self.test()
+            sr = self.output.detach().float().clamp(0, 1)
+            gt = self.gt.float() if hasattr(self, "gt") else None
+            if gt is not None:
+                metrics.update(name, sr, gt)
+            if save_img:
+                from basicsr.utils import imwrite, tensor2img
+
+                folder = Path(self.opt["path"]["visualization"]) / name
+                imwrite(tensor2img([sr.cpu()]), str(folder / f"{name}_{current_iter}.png"))
+            if want_compare and idx == 0 and gt is not None:
+                self._write_comparison(name, current_iter, sr, gt)
+            for attr in ("lq", "gt", "output"):
+                if hasattr(self, attr):
+                    delattr(self, attr)
+        self.metric_results = metrics.means()
+        for metric, value in self.metric_results.items():
+            self._update_best_metric_result(dataset_name, metric, value, current_iter)
+        if self.metric_results:
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        self.append_history(
+            {"kind": "val", "iter": current_iter, "dataset": dataset_name, "seconds": round(time.time() - start, 3)}
+            | {k: float(v) for k, v in self.metric_results.items()}
+        )
+
+    def _write_comparison(self, name: str, current_iter: int, sr: torch.Tensor, gt: torch.Tensor) -> None:
+        from kit.infer.compare import comparison_from_tensors
+
+        path = Path(self.opt["path"]["visualization"]) / f"compare_{name}_{current_iter}.png"
+        comparison_from_tensors(path, self.lq.float(), {"student": sr}, gt, int(self.opt.get("scale", 1)))
+        get_root_logger().info(f"Comparison picture: {path}")
+
+    def append_history(self, record: dict) -> None:
+        """Append one JSON line to ``experiments/<name>/history.jsonl`` (rank 0 only)."""
+        if self.opt.get("rank", 0) != 0:
+            return
+        self.history_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.history_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")

@@ -1,0 +1,51 @@
+"""PNG plots of a run's history (losses and validation metrics against the iteration)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """The JSON lines of ``history.jsonl`` (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_history(history: str | Path, out: str | Path, title: str = "") -> Path | None:
+    """Plot training losses (log scale) and validation metrics side by side; None when nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_history(history)
+    train = [r for r in records if r.get("kind") == "train"]
+    val = [r for r in records if r.get("kind") == "val"]
+    if not train and not val:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    loss_keys = sorted({k for r in train for k in r if k.startswith("l_")})
+    for key in loss_keys:
+        pts = [(r["iter"], r[key]) for r in train if key in r and r[key] > 0]
+        if pts:
+            axes[0].plot(*zip(*pts), label=key)
+    axes[0].set(xlabel="iteration", ylabel="loss", title="training losses", yscale="log")
+    if loss_keys:
+        axes[0].legend(fontsize=8)
+    metric_keys = sorted({k for r in val for k in r} - {"kind", "iter", "dataset", "seconds"})
+    for key in metric_keys:
+        pts = [(r["iter"], r[key]) for r in val if key in r]
+        if pts:
+            axes[1].plot(*zip(*pts), marker="o", label=key)
+    axes[1].set(xlabel="iteration", title="validation")
+    if metric_keys:
+        axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
