@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from kit.teachers.auto import AUTO_TYPE, AutoTeacher, detect_from_state
 from kit.teachers.errors import TeacherError
-from kit.teachers.loading import TeacherInfo, freeze, load_teacher, load_teacher_with_info
+from kit.teachers.loading import TeacherInfo, declared_in_channels, freeze, load_teacher, load_teacher_with_info
 from kit.teachers.multi import (
     LoadedTeacher,
     load_teachers,
@@ -28,6 +28,7 @@ __all__ = [
     "LoadedTeacher",
     "TeacherError",
     "TeacherInfo",
+    "declared_in_channels",
     "detect_from_state",
     "freeze",
     "load_teacher",

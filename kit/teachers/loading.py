@@ -64,11 +64,11 @@ class TeacherInfo:
 
     def describe(self) -> str:
         """One line for logs and CLI reports."""
-        arch = self.architecture + (f" (spandrel: {self.detected_as})" if self.detected_as else "")
         scale = f"×{self.scale}" if self.scale is not None else "scale unknown"
+        arch = f"{self.architecture} {scale}" + (f" (spandrel: {self.detected_as})" if self.detected_as else "")
         weights = self.checkpoint or "random weights"
         return (
-            f"{arch} {scale}, {self.in_channels}→{self.out_channels} channels, "
+            f"{arch}, {self.in_channels}→{self.out_channels} channels, "
             f"{self.num_params / 1e6:.3f}M params, from {weights}"
         )
 
@@ -201,10 +201,17 @@ def _build_declared(network_opt: Mapping[str, Any]) -> tuple[nn.Module, int]:
         net = build_network(dict(network_opt))
     except TypeError as err:
         raise TeacherError(f"cannot build teacher {type_name} from {dict(network_opt)}: {err}") from err
+    return net, declared_in_channels(network_opt)
+
+
+def declared_in_channels(network_opt: Mapping[str, Any]) -> int:
+    """Image channels a registered architecture takes: its ``num_in_ch``/``in_chans``/... option or default, else 3."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    params = inspect.signature(ARCH_REGISTRY.get(str(network_opt["type"])).__init__).parameters
     bound = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
-    bound.update(kwargs)
-    in_ch = next((int(bound[k]) for k in _IN_KEYS if isinstance(bound.get(k), int)), 3)
-    return net, in_ch
+    bound.update({k: v for k, v in network_opt.items() if k != "type"})
+    return next((int(bound[k]) for k in _IN_KEYS if isinstance(bound.get(k), int)), 3)
 
 
 def _load_declared(net: nn.Module, state: Mapping[str, torch.Tensor], path: str, type_name: str, strict: bool) -> None:

@@ -1,0 +1,320 @@
+"""``kit-inspect``: list every module path of a student and teacher with its output shape, to pick feature pairs.
+
+Usage::
+
+    kit-inspect -opt options/distill.yml                       # student (network_g) and teacher(s)
+    kit-inspect --checkpoint teacher.safetensors               # any network spandrel detects
+    kit-inspect -opt options/distill.yml --pair body.7 body.22 # is a connector needed? prints the YAML
+    kit-inspect -opt options/distill.yml --filter body --depth 2 --input-size 48x48
+
+One sample input (``1×C×H×W``, zeros) runs through each network in ``eval()`` with a forward hook on every
+module. A module that runs several times in one forward (BasicSR's RRDBNet reuses one ``lrelu``) is listed
+once per call: ``path#k`` (0-based) selects a call, as in ``train.distill.<pair>.student/teacher``. A tuple
+output is shown by its first tensor, which is what the recorder records. If the teacher's checkpoint does not
+exist yet, the declared architecture is built with random weights (shapes do not depend on weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+CALL_SEP = "#"
+_MAX_PATH_COL = 56
+
+
+@dataclass
+class Network:
+    """One network to inspect: its role (``student``/``teacher 'name'``), module and a one-line description."""
+
+    role: str
+    net: nn.Module
+    in_channels: int
+    note: str
+    teacher_name: str | None = None
+    calls: dict[str, list[tuple[int, ...] | str]] = field(default_factory=dict)
+    output: tuple[int, ...] | str = ""
+
+
+def trace(net: nn.Module, x: torch.Tensor) -> tuple[dict[str, list[tuple[int, ...] | str]], tuple[int, ...] | str]:
+    """Run ``x`` through ``net`` and record every module's output shape, per call.
+
+    Returns:
+        ``{path: [shape of call 0, shape of call 1, ...]}`` for every module of ``named_modules()`` (the root
+        left out; an empty list for a module that did not run), and the network's output shape. A non-tensor
+        output is recorded as its type name.
+    """
+    calls: dict[str, list[tuple[int, ...] | str]] = {name: [] for name, _ in net.named_modules() if name}
+    handles = []
+    for name, module in net.named_modules():
+        if name:
+            handles.append(module.register_forward_hook(_recorder(calls[name])))
+    try:
+        with torch.no_grad():
+            out = net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls, _describe(out)
+
+
+def _recorder(sink: list) -> Any:
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        sink.append(_describe(output))
+
+    return hook
+
+
+def _describe(value: Any) -> tuple[int, ...] | str:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            if isinstance(item, torch.Tensor):
+                return tuple(item.shape)
+    return type(value).__name__
+
+
+def fmt_shape(shape: tuple[int, ...] | str) -> str:
+    """``(1, 16, 64, 64)`` → ``1×16×64×64``."""
+    return shape if isinstance(shape, str) else "×".join(str(s) for s in shape)
+
+
+def _channels(shape: tuple[int, ...] | str) -> str:
+    if isinstance(shape, str):
+        return "-"
+    if len(shape) == 4:
+        return str(shape[1])
+    if len(shape) == 3:
+        return f"{shape[-1]} (tokens)"
+    return "-"
+
+
+def format_layers(calls: dict[str, list[tuple[int, ...] | str]], filter_: str | None, depth: int | None) -> list[str]:
+    """The module table: one line per module (per call for modules that run several times)."""
+    rows: list[tuple[str, str, str, str]] = []
+    for path, shapes in calls.items():
+        if depth is not None and path.count(".") + 1 > depth:
+            continue
+        if filter_ and filter_ not in path:
+            continue
+        if not shapes:
+            rows.append((path, "-", "-", "not called"))
+        elif len(shapes) == 1:
+            rows.append((path, fmt_shape(shapes[0]), _channels(shapes[0]), ""))
+        else:
+            n = len(shapes)
+            pick = f"called {n}×: pick one with {path}{CALL_SEP}k, k = 0..{n - 1}"
+            rows.append((path, "-", "-", pick))
+            rows += [(f"  {path}{CALL_SEP}{k}", fmt_shape(s), _channels(s), "") for k, s in enumerate(shapes)]
+    if not rows:
+        return ["  (no module matches the filter/depth)"]
+    width = min(max(len(r[0]) for r in rows), _MAX_PATH_COL)
+    swidth = max(len("output"), *(len(r[1]) for r in rows))
+    lines = [f"  {'path':<{width}}  {'output':<{swidth}}  C"]
+    for path, shape, ch, note in rows:
+        lines.append(f"  {path:<{width}}  {shape:<{swidth}}  {ch}" + (f"   {note}" if note else ""))
+    return lines
+
+
+def lookup(calls: dict[str, list[tuple[int, ...] | str]], spec: str, role: str) -> tuple[int, ...] | str:
+    """Shape of ``path`` or ``path#k`` from :func:`trace`'s record, with errors that say what to pick."""
+    path, _, index = spec.partition(CALL_SEP)
+    if path not in calls:
+        close = difflib.get_close_matches(path, list(calls), n=3, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else "run kit-inspect without --pair to list them"
+        raise ValueError(f"{role} path '{path}' not found; {hint}")
+    shapes = calls[path]
+    if not shapes:
+        raise ValueError(f"{role} path '{path}' did not run in the forward; pick a module that forward() calls")
+    if not index:
+        if len(shapes) > 1:
+            raise ValueError(
+                f"{role} path '{path}' runs {len(shapes)} times; write '{path}#k' with k in 0..{len(shapes) - 1}"
+            )
+        return shapes[0]
+    if not index.isdigit() or int(index) >= len(shapes):
+        raise ValueError(f"{role} spec '{spec}': '{path}' runs {len(shapes)} time(s); use k in 0..{len(shapes) - 1}")
+    return shapes[int(index)]
+
+
+def pair_advice(student: tuple[int, ...] | str, teacher: tuple[int, ...] | str) -> tuple[list[str], dict | None]:
+    """What a feature pair needs: reasons (one line each) and the connector options (``None``: not needed).
+
+    Example: ``(1, 48, 16, 16)`` vs ``(1, 64, 32, 32)`` → channels 48→64 and spatial 16×16 vs 32×32:
+    ``{type: ConvConnector, in_channels: 48, out_channels: 64, resize: bilinear}``.
+    """
+    for role, shape in (("student", student), ("teacher", teacher)):
+        if isinstance(shape, str) or len(shape) != 4:
+            raise ValueError(
+                f"{role} feature is {fmt_shape(shape)}; feature pairs need 4-D maps (N, C, H, W): "
+                "pick a convolution or block output (token layers of transformers are (N, L, C))"
+            )
+    (cs, hs, ws), (ct, ht, wt) = student[1:], teacher[1:]
+    reasons: list[str] = []
+    conn: dict[str, Any] = {}
+    if cs != ct:
+        reasons.append(f"channels {cs}→{ct}: ConvConnector in_channels {cs}, out_channels {ct}")
+        conn = {"type": "ConvConnector", "in_channels": cs, "out_channels": ct}
+    if (hs, ws) != (ht, wt):
+        reasons.append(f"spatial {hs}×{ws} vs {ht}×{wt}: set resize: bilinear in the connector, or pick another layer")
+        conn = conn or {"type": "IdentityConnector"}
+        conn["resize"] = "bilinear"
+    if not reasons:
+        reasons.append("shapes match: connector optional")
+    return reasons, (conn or None)
+
+
+def pair_snippet(
+    student: str, teacher: str, connector: dict | None, name: str = "mid", teacher_name: str | None = None
+) -> str:
+    """A ready-to-paste ``train.distill`` entry for one pair."""
+
+    def flow(d: dict) -> str:
+        return "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
+
+    lines = ["train:", "  distill:", f"    {name}:", f"      student: {student}"]
+    lines.append(f"      teacher: {teacher}" + (f"  # in teacher '{teacher_name}'" if teacher_name else ""))
+    if connector:
+        lines.append(f"      connector: {flow(connector)}")
+    lines.append("      loss: {type: L2Loss, normalize: true, loss_weight: 0.1}  # start small; compare with no pair")
+    return "\n".join(lines)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``64x48``, ``64×48`` or ``64`` → ``(64, 48)``."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[x×X*]\s*(\d+))?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--input-size '{text}' must look like 64x64 (H x W)")
+    h = int(m[1])
+    return h, int(m[2] or h)
+
+
+def _networks(args: argparse.Namespace) -> list[Network]:
+    from basicsr.archs import build_network
+
+    from kit.options import load_options
+    from kit.teachers import declared_in_channels, load_teacher_with_info, teacher_entries
+    from kit.teachers.auto import AUTO_TYPE
+
+    nets: list[Network] = []
+    if args.opt:
+        opt = load_options(args.opt)
+        if "network_g" not in opt:
+            raise ValueError(f"{args.opt} has no network_g (the student)")
+        student = build_network(dict(opt["network_g"])).eval()
+        params = sum(p.numel() for p in student.parameters())
+        note = f"{opt['network_g']['type']}, {params / 1e6:.3f}M params"
+        nets.append(Network("student", student, declared_in_channels(opt["network_g"]), note))
+        entries = {} if args.checkpoint else teacher_entries(opt)
+        for tname, entry in entries.items():
+            role = "teacher" if len(entries) == 1 else f"teacher '{tname}'"
+            ckpt = entry["checkpoint"]
+            if ckpt and Path(ckpt).is_file():
+                net, info = load_teacher_with_info(entry["network"], ckpt, None, entry["param_key"], entry["strict"])
+                note = info.describe()
+                if opt.get("scale") is not None and info.scale not in (None, opt["scale"]):
+                    note += f"  WARNING: options scale is {opt['scale']}"
+            elif entry["network"]["type"] == AUTO_TYPE:
+                where = ckpt or "no path set"
+                print(f"{role}: {AUTO_TYPE} needs its checkpoint to detect the architecture ({where}); skipped")
+                continue
+            else:
+                net, info = load_teacher_with_info(entry["network"], None)
+                missing = f"random weights: checkpoint {ckpt or '(none set)'} not found (shapes are the same)"
+                note = info.describe().replace("from random weights", missing)
+            nets.append(Network(role, net, info.in_channels, note, teacher_name=tname if len(entries) > 1 else None))
+    if args.checkpoint:
+        net, info = load_teacher_with_info({"type": AUTO_TYPE}, args.checkpoint)
+        nets.append(Network("teacher" if args.opt else "network", net, info.in_channels, info.describe()))
+    return nets
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``kit-inspect``."""
+    p = argparse.ArgumentParser(
+        prog="kit-inspect",
+        description="List module paths with output shapes of the student and teacher, and check feature pairs.",
+    )
+    p.add_argument("-opt", help="options YAML: network_g is the student, network_t/teachers the teacher(s)")
+    p.add_argument("--checkpoint", help="a checkpoint to detect with spandrel (replaces the options' teachers)")
+    p.add_argument("--input-size", type=parse_size, default=(64, 64), help="sample LR input H x W (default 64x64)")
+    p.add_argument("--filter", help="only paths containing this text")
+    p.add_argument("--depth", type=int, help="only paths with at most this many dotted parts")
+    p.add_argument("--pair", nargs=2, metavar=("STUDENT_PATH", "TEACHER_PATH"), help="check one feature pair")
+    p.add_argument("--teacher", help="with several teachers: the one --pair uses (default: the first)")
+    p.add_argument("--name", default="mid", help="pair name in the printed YAML (default mid)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the inspector; returns the exit status (0 ok, 2 bad arguments or options)."""
+    import kit  # noqa: F401  (adapts BasicSR, registers the kit's architectures)
+    from kit.checkpoint import CheckpointError
+    from kit.options import OptionsError
+    from kit.teachers import TeacherError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.opt and not args.checkpoint:
+        parser.error("give -opt options.yml and/or --checkpoint file.pth")
+    if args.pair and not args.opt:
+        parser.error("--pair needs -opt (the student comes from network_g)")
+    try:
+        nets = _networks(args)
+        h, w = args.input_size
+        for n in nets:
+            x = torch.zeros(1, n.in_channels, h, w)
+            n.calls, n.output = trace(n.net, x)
+            if not args.pair:
+                print(f"{n.role}: {n.note}")
+                print(f"  input {fmt_shape(tuple(x.shape))} → output {fmt_shape(n.output)}")
+                print("\n".join(format_layers(n.calls, args.filter, args.depth)))
+                print()
+        if not args.pair:
+            print(f"Modules called several times list each call; select one with path{CALL_SEP}k (0-based).")
+            return 0
+        return _report_pair(args, nets)
+    except (OptionsError, TeacherError, CheckpointError, ValueError, KeyError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+
+
+def _report_pair(args: argparse.Namespace, nets: list[Network]) -> int:
+    student = nets[0]
+    teachers = nets[1:]
+    if not teachers:
+        raise ValueError("--pair needs a teacher: add network_t/teachers to the options or give --checkpoint")
+    if args.teacher:
+        chosen = [t for t in teachers if t.teacher_name == args.teacher]
+        if not chosen:
+            names = ", ".join(t.teacher_name or "teacher" for t in teachers)
+            raise ValueError(f"--teacher '{args.teacher}' is not one of the options' teachers: {names}")
+        teacher = chosen[0]
+    else:
+        teacher = teachers[0]
+    s_spec, t_spec = args.pair
+    s_shape = lookup(student.calls, s_spec, "student")
+    t_shape = lookup(teacher.calls, t_spec, teacher.role)
+    reasons, connector = pair_advice(s_shape, t_shape)
+    print(f"input 1×{student.in_channels}×{args.input_size[0]}×{args.input_size[1]}")
+    print(f"student {s_spec}: {fmt_shape(s_shape)}")
+    print(f"{teacher.role} {t_spec}: {fmt_shape(t_shape)}")
+    for line in reasons:
+        print(f"- {line}")
+    print()
+    print(pair_snippet(s_spec, t_spec, connector, args.name, teacher.teacher_name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
