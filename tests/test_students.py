@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import kit  # noqa: F401  (first: adapts BasicSR to current torchvision, registers the students)
@@ -141,6 +142,17 @@ def test_rep_fusion_reduces_and_keeps_paths():
     # the fused weights load into a network built with deploy=True
     rebuilt = _cls("RepSRStudent")(**TINY["RepSRStudent"], scale=2, deploy=True)
     rebuilt.load_state_dict(fused.state_dict())
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_rep_residual_is_nearest_upsampling(scale):
+    """With the last conv zeroed, RepSRStudent returns its input upsampled by nearest neighbour (per channel)."""
+    fused = _build("RepSRStudent", scale).fuse()
+    with torch.no_grad():
+        fused.conv_last.conv.weight.zero_()
+        fused.conv_last.conv.bias.zero_()
+        x = torch.rand(1, 3, 6, 5, device=DEVICE)
+        torch.testing.assert_close(fused(x), F.interpolate(x, scale_factor=scale, mode="nearest"))
 
 
 @pytest.mark.parametrize("name", STUDENTS)

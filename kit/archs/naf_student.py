@@ -79,8 +79,9 @@ class NAFStudent(nn.Module):
     ``middle_blks`` → ``decoders.i`` (after a 1×1 conv + PixelShuffle(2) upsampling and an additive skip)
     → ``ending`` (3×3) + the input. The input is zero-padded on the bottom/right to a multiple of
     2^len(enc_blk_nums) and the output cropped back, so any size works (also in ONNX with dynamic H/W).
-    Input RGB in [0, 1]. Defaults: width 16, 4 levels, 1.3M parameters, 11 GMACs at 1×3×256×256.
-    NAFNet-C16-L28 (``enc_blk_nums: [1, 1, 1, 28]``, the AIM 2025 efficient-deblurring reference) is 4.35M.
+    Input RGB in [0, 1]. Defaults: width 16, 4 levels, 1.97M parameters, 2.0 GMACs at 1×3×256×256.
+    NAFNet-C16-L28 (``enc_blk_nums: [1, 1, 1, 28]``, the AIM 2025 efficient-deblurring reference) is 4.35M
+    and 4.1 GMACs.
 
     Distillation feature paths: ``intro``, ``encoders.i``, ``middle_blks``, ``decoders.i``, ``ending``.
 
