@@ -71,13 +71,53 @@ class KitSRModel(SRModel):
 
     # ------------------------------------------------------------------ training
     def init_training_settings(self) -> None:
+        """EMA copy, losses, optimizer and scheduler (BasicSR's steps, without mutating the options)."""
+        self.net_g.train()
         train_opt = self.opt["train"]
-        if train_opt.get("pixel_opt"):
-            build_checked_loss(train_opt["pixel_opt"], "train:pixel_opt")
-        super().init_training_settings()
+        self.ema_decay = train_opt.get("ema_decay", 0)
+        if self.ema_decay > 0:
+            get_root_logger().info(f"Use Exponential Moving Average with decay: {self.ema_decay}")
+            self.net_g_ema = build_network(self.opt["network_g"]).to(self.device)
+            load_path = self.opt["path"].get("pretrain_network_g")
+            if load_path is not None:
+                self.load_network(self.net_g_ema, load_path, self.opt["path"].get("strict_load_g", True), "params_ema")
+            else:
+                self.model_ema(0)
+            self.net_g_ema.eval()
+        if train_opt.get("perceptual_opt"):
+            raise ValueError("train:perceptual_opt needs VGG weights from the internet; this kit trains offline")
+        pixel_opt = train_opt.get("pixel_opt")
+        self.cri_pix = build_checked_loss(pixel_opt, "train:pixel_opt").to(self.device) if pixel_opt else None
+        self.cri_perceptual = None
+        self.build_training_losses()
+        self.setup_optimizers()
+        self.setup_schedulers()
         self.scaler = None
         if self.amp_dtype is torch.float16 and self.device.type == "cuda":
             self.scaler = torch.amp.GradScaler("cuda")
+
+    def build_training_losses(self) -> None:
+        """Check that something trains the network (DistillModel adds its distillation terms here)."""
+        if self.cri_pix is None:
+            raise ValueError("train:pixel_opt is missing; e.g. pixel_opt: {type: L1Loss, loss_weight: 1.0}")
+
+    def trainable_parameter_groups(self) -> list[dict]:
+        """Parameter groups of the optimizer: the student's trainable parameters."""
+        return [{"params": [p for p in self.net_g.parameters() if p.requires_grad], "name": "student"}]
+
+    def setup_optimizers(self) -> None:
+        optim_opt = dict(self.opt["train"]["optim_g"])
+        optim_type = optim_opt.pop("type")
+        self.optimizer_g = self.get_optimizer(optim_type, self.trainable_parameter_groups(), **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+
+    def setup_schedulers(self) -> None:
+        saved = self.opt["train"]["scheduler"]
+        self.opt["train"]["scheduler"] = dict(saved)  # BasicSR pops 'type' from the options
+        try:
+            super().setup_schedulers()
+        finally:
+            self.opt["train"]["scheduler"] = saved
 
     def autocast(self):
         """Autocast context for ``train.amp`` (a no-op when off)."""

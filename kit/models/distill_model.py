@@ -1,0 +1,208 @@
+"""DistillModel: the student learns from the ground truth, the teacher's image and the teacher's features.
+
+.. code-block:: yaml
+
+    model_type: DistillModel
+    network_g: {type: RLFNStudent, ...}       # the student: the only network trained, saved and exported
+    network_t: {type: RRDBNet, ...}           # the teacher (or {type: AutoTeacher}); or several under teachers:
+    path:
+      pretrain_network_t: experiments/teacher_rrdb_x4/models/net_g_latest.pth
+      teacher_recipe: options/teacher.yml     # trained first when the checkpoint above is missing
+    train:
+      pixel_opt: {type: L1Loss, loss_weight: 1.0}
+      distill:                                # see kit.distill.pairs for the entries
+        output: {loss: {type: L1Loss, loss_weight: 1.0}}
+
+The teacher(s) are frozen: ``eval()`` as a whole (drop-path and dropout off), no gradient, never in the
+optimizer, DDP, EMA, checkpoints or exports. Connectors are training-only modules of this model: in the
+optimizer, wrapped for DDP, saved in every resume state, never in the student's weights.
+Hinton et al. 2015 (arXiv 1503.02531) for output distillation; FitNets (Romero et al., ICLR 2015) and
+CWD (Shu et al., ICCV 2021) for the feature pairs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from kit.distill.pairs import ConnectorBank, dry_check, parse_distill
+from kit.distill.recipes import Recipes
+from kit.distill.recorder import FeatureRecorder
+from kit.models.sr_model import KitSRModel, build_checked_loss
+from kit.teachers import teachers_from_options, weighted_mean_output
+
+
+@MODEL_REGISTRY.register()
+class DistillModel(KitSRModel):
+    """Knowledge distillation for restoration; options in the module docstring."""
+
+    # ------------------------------------------------------------------ set-up
+    def build_training_losses(self) -> None:
+        train_opt = self.opt["train"]
+        logger = get_root_logger()
+        loaded = teachers_from_options(self.opt)
+        if not loaded:
+            raise ValueError("DistillModel needs a teacher: network_t + path.pretrain_network_t, or teachers:")
+        self.teachers = {name: t.net.to(self.device) for name, t in loaded.items()}
+        self.teacher_weights = {name: t.weight for name, t in loaded.items()}
+        for name, t in loaded.items():
+            logger.info(f"Teacher '{name}' (weight {t.weight:.3g}): {t.info.describe()}")
+            if self.channels_last:
+                t.net.to(memory_format=torch.channels_last)
+
+        self.output_spec, self.pairs = parse_distill(train_opt.get("distill"), list(self.teachers))
+        self.cri_out = None
+        if self.output_spec is not None:
+            self.cri_out = build_checked_loss(self.output_spec.loss, "train:distill:output:loss").to(self.device)
+        self.cri_pairs = {
+            p.name: build_checked_loss(p.loss, f"train:distill:{p.name}:loss").to(self.device) for p in self.pairs
+        }
+        scale, total_iter = int(self.opt.get("scale", 1)), int(train_opt.get("total_iter", 1))
+        self.recipes = Recipes(train_opt.get("recipes"), scale, total_iter)
+        if self.cri_pix is None and self.cri_out is None and not self.pairs:
+            raise ValueError("nothing trains the student: give train:pixel_opt and/or train:distill entries")
+
+        # Recorders: one per (network, source); specs are checked against the real module paths here.
+        self.student_recs: dict[str, FeatureRecorder] = {}
+        self.teacher_recs: dict[tuple[str, str], FeatureRecorder] = {}
+        for source in ("output", "input"):
+            chosen = [p for p in self.pairs if p.source == source]
+            if chosen:
+                specs = {p.name: p.student for p in chosen}
+                self.student_recs[source] = FeatureRecorder(self.net_g, specs, source, role="student").attach()
+            for tname, teacher in self.teachers.items():
+                specs = {p.name: p.teacher for p in chosen if p.teacher_name == tname}
+                if specs:
+                    rec = FeatureRecorder(teacher, specs, source, role=f"teacher '{tname}'").attach()
+                    self.teacher_recs[(tname, source)] = rec
+
+        self.connectors = ConnectorBank(self.pairs).to(self.device)
+        self.check_pairs()
+        n_conn = sum(p.numel() for p in self.connectors.parameters())
+        logger.info(f"Distillation: {len(self.pairs)} feature pair(s), connectors {n_conn:,d} params (training only)")
+        if n_conn:
+            self.connectors = self.model_to_device(self.connectors)
+
+    def trainable_parameter_groups(self) -> list[dict]:
+        groups = super().trainable_parameter_groups()
+        connector_params = list(self.connectors.parameters())
+        if connector_params:
+            groups.append({"params": connector_params, "name": "connectors"})
+        return groups
+
+    def _dry_input(self) -> torch.Tensor:
+        train = self.opt["datasets"].get("train", {})
+        scale = int(self.opt.get("scale", 1))
+        size = max(int(train.get("gt_size", 64)) // scale, 8)
+        channels = int(self.opt["network_g"].get("num_in_ch", 3))
+        return torch.rand(1, channels, size, size, device=self.device)
+
+    def check_pairs(self) -> None:
+        """One dry forward of student, teachers and connectors: every pair must agree in shape."""
+        if not self.pairs:
+            return
+        was_training = self.net_g.training
+        self.net_g.eval()
+        self.connectors.eval()
+        try:
+            with torch.no_grad():
+                lq = self._dry_input()
+                for teacher in self.teachers.values():
+                    teacher(lq)
+                self.net_g(lq)
+                t_feats = self.teacher_features()
+                connected = self.connectors(self.student_features(), self.feature_sizes(t_feats))
+            dry_check(self.pairs, connected, t_feats, self.connectors)
+        finally:
+            self.net_g.train(was_training)
+            self.connectors.train()
+
+    # ---------------------------------------------------------------- features
+    def teacher_features(self) -> dict[str, torch.Tensor]:
+        return {p.name: self.teacher_recs[(p.teacher_name, p.source)].get(p.name).float() for p in self.pairs}
+
+    def student_features(self) -> dict[str, torch.Tensor]:
+        return {p.name: self.student_recs[p.source].get(p.name) for p in self.pairs}
+
+    @staticmethod
+    def feature_sizes(t_feats: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+        return {name: tuple(t.shape[-2:]) for name, t in t_feats.items() if t.dim() == 4}
+
+    def teacher_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every teacher's image for ``lq`` (frozen, eval, no grad); records their features as a side effect."""
+        with torch.no_grad(), self.autocast():
+            return {name: teacher(lq).float() for name, teacher in self.teachers.items()}
+
+    def teacher_target(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        return weighted_mean_output(images, self.teacher_weights)
+
+    # ------------------------------------------------------------------ a step
+    def compute_losses(self, current_iter: int) -> tuple[torch.Tensor, OrderedDict]:
+        loss_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+        # 1. Teachers: images and recorded features are constants for this step.
+        t_images = self.teacher_images(self.lq)  # {name: (N, 3, sH, sW)}
+        t_target = self.teacher_target(t_images)
+        t_feats = self.teacher_features() if self.pairs else {}
+
+        # 2. Student forward; its recorded features keep their graph.
+        with self.autocast():
+            self.output = self.net_g(self.lq)
+        output = self.output.float()
+        l_total = output.new_zeros(())
+
+        # 3. Pixel loss against the ground truth, or against the GT/teacher mix of the mixing recipe.
+        if self.cri_pix is not None:
+            target = self.recipes.pixel_target(self.gt, t_target, current_iter)
+            loss_dict["l_pix"] = self.cri_pix(output, target)
+            l_total = l_total + loss_dict["l_pix"]
+
+        # 4. Output distillation: the student's image vs the teachers' (weighted mean, or one term each).
+        if self.cri_out is not None:
+            if self.output_spec.teachers == "each" and len(t_images) > 1:
+                for name, image in t_images.items():
+                    term = self.teacher_weights[name] * self.cri_out(output, image)
+                    loss_dict[f"l_out_{name}"] = term
+                    l_total = l_total + term
+            else:
+                loss_dict["l_out"] = self.cri_out(output, t_target)
+                l_total = l_total + loss_dict["l_out"]
+
+        # 5. Feature pairs: student feature → connector → loss against the teacher feature.
+        if self.pairs:
+            connected = self.connectors(self.student_features(), self.feature_sizes(t_feats))
+            reference = loss_dict.get("l_pix", loss_dict.get("l_out"))
+            for pair in self.pairs:
+                term = self.cri_pairs[pair.name](connected[pair.name].float(), t_feats[pair.name])
+                term = term * self.recipes.pair_scale(pair.name, term, reference, current_iter)
+                loss_dict[f"l_{pair.name}"] = term
+                l_total = l_total + term
+
+        # 6. Data upcycling: extra student inputs labelled by the teacher (after the features were read).
+        upcycle = self.recipes.upcycle
+        if upcycle is not None and upcycle.due(current_iter):
+            up_lq, up_target = upcycle.make(self.lq, self.gt, lambda x: self.teacher_target(self.teacher_images(x)))
+            with self.autocast():
+                up_out = self.net_g(up_lq).float()
+            loss_dict["l_upcycle"] = upcycle.loss_weight * upcycle.loss(up_out, up_target)
+            l_total = l_total + loss_dict["l_upcycle"]
+        return l_total, loss_dict
+
+    # --------------------------------------------------------- state / resume
+    def extra_training_state(self) -> dict:
+        bare = self.get_bare_model(self.connectors)
+        state = {"connectors": {k: v.detach().cpu() for k, v in bare.state_dict().items()}}
+        state["recipes"] = self.recipes.state_dict()
+        return state
+
+    def resume_training(self, resume_state: dict) -> None:
+        bare = self.get_bare_model(self.connectors)
+        if len(bare.state_dict()) and "connectors" not in resume_state:
+            raise ValueError("the resume state has no connector weights; it was not written by DistillModel")
+        if "connectors" in resume_state:
+            bare.load_state_dict(resume_state["connectors"])
+        self.recipes.load_state_dict(resume_state.get("recipes", {}))
+        super().resume_training(resume_state)
