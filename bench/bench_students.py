@@ -6,12 +6,13 @@ Params are Σ numel (NTIRE's definition) of the network as trained and as deploy
 GMACs: ``torch.utils.flop_counter.FlopCounterMode`` FLOPs / 2 of the deployed network on a 1×3×256×256
 input (the LR input for SR students), counted on the meta device, so no arithmetic runs. Latency: median
 of ``--runs`` forward passes of the deployed network under ``torch.inference_mode`` on this machine's
-CPU, after one warm-up pass. Prints a markdown table.
+CPU, after two warm-up passes (oneDNN builds its kernels for a new shape on the first calls). Prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -48,7 +49,8 @@ def latency_ms(net: nn.Module, size: int, runs: int) -> float:
     x = torch.rand(1, 3, size, size)
     times = []
     with torch.inference_mode():
-        net(x)
+        for _ in range(2):
+            net(x)
         for _ in range(runs):
             start = time.perf_counter()
             net(x)
@@ -59,7 +61,7 @@ def latency_ms(net: nn.Module, size: int, runs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-size", type=int, default=128, help="input side for the latency runs")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per setting (median reported)")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per setting (median reported)")
     args = parser.parse_args()
 
     rows = []
@@ -72,7 +74,9 @@ def main() -> None:
         rows.append((label, p_train, p_deploy, gmacs(net), ms))
 
     s = args.latency_size
-    print(f"CPU: {torch.get_num_threads()} threads, torch {torch.__version__}; latency input 1×3×{s}×{s}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"CPU: {torch.get_num_threads()} threads, load average {load}, torch {torch.__version__}")
+    print(f"latency: median of {args.runs} runs at 1×3×{s}×{s}, deployed network")
     print()
     header = f"| setting | params (train) | params (deployed) | GMACs @1×3×256×256 | CPU ms @1×3×{s}×{s} | ms ÷ row 1 |"
     print(header + " under 5M |")
