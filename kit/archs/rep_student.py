@@ -97,7 +97,7 @@ class RepBlock(nn.Module):
         if act == "prelu":
             self.act = nn.PReLU(num_parameters=out_ch)
         elif act == "relu":
-            self.act = nn.ReLU(inplace=True)
+            self.act = nn.ReLU()
         elif act == "none":
             self.act = nn.Identity()
         else:

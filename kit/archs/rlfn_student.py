@@ -61,7 +61,7 @@ class RLFB(nn.Module):
         self.c3_r = nn.Conv2d(mid_feat, num_feat, 3, padding=1)
         self.c5 = nn.Conv2d(num_feat, num_feat, 1)
         self.esa = ESA(num_feat, esa_channels)
-        self.act = nn.LeakyReLU(0.05, inplace=True)
+        self.act = nn.LeakyReLU(0.05)  # not in place: a hook on c1_r/c2_r/c3_r must record the conv output
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act(self.c1_r(x))
