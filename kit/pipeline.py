@@ -71,6 +71,28 @@ def archive_experiment(root: Path) -> Path | None:
     return target
 
 
+def check_ranks_agree(model: Any) -> str | None:
+    """Under DDP, verify every rank holds the same trained weights (student and connectors); raise if not."""
+    if not torch.distributed.is_initialized():
+        return None
+    nets = {"student": model.get_bare_model(model.net_g)}
+    if hasattr(model, "connectors"):
+        nets["connectors"] = model.get_bare_model(model.connectors)
+    checked = []
+    for label, net in nets.items():
+        flat = [p.detach().double().flatten().cpu() for p in net.state_dict().values() if p.is_floating_point()]
+        if not flat:
+            continue
+        local = torch.cat(flat).to(model.device)  # NCCL gathers CUDA tensors, gloo CPU ones
+        gathered = [torch.empty_like(local) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(gathered, local)
+        worst = max(float((g - gathered[0]).abs().max()) for g in gathered)
+        if worst != 0.0:
+            raise RuntimeError(f"DDP ranks disagree on the {label} weights (max difference {worst:.3g})")
+        checked.append(f"{label} ({local.numel():,d} values)")
+    return f"all {torch.distributed.get_world_size()} ranks hold identical weights: {', '.join(checked)}"
+
+
 def prepare_teacher(opt: dict, root: Path) -> None:
     """Stage 1 of the main job: train the teacher from ``path.teacher_recipe`` when its checkpoint is missing.
 
@@ -244,6 +266,9 @@ def run_training(argv: list[str] | None = None, root: Path = REPO_ROOT, dist: bo
             metrics = dict(getattr(model, "metric_results", {}))
     if tb_logger:
         tb_logger.close()
+    agreement = check_ranks_agree(model) if opt["dist"] else None
+    if agreement:
+        logger.info(agreement)
     elapsed = time.time() - start
     logger.info(f"End of training {opt['name']}: {current_iter} iters in {elapsed:.0f} s; metrics {metrics}")
     if opt["rank"] == 0:
