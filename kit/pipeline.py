@@ -72,7 +72,11 @@ def archive_experiment(root: Path) -> Path | None:
 
 
 def check_ranks_agree(model: Any) -> str | None:
-    """Under DDP, verify every rank holds the same trained weights (student and connectors); raise if not."""
+    """Under DDP, verify every rank holds the same trained parameters (student and connectors); raise if not.
+
+    Buffers (BatchNorm running statistics) are left out: DDP broadcasts rank 0's at every forward, and
+    rank 0's are the ones saved.
+    """
     if not torch.distributed.is_initialized():
         return None
     nets = {"student": model.get_bare_model(model.net_g)}
@@ -80,7 +84,7 @@ def check_ranks_agree(model: Any) -> str | None:
         nets["connectors"] = model.get_bare_model(model.connectors)
     checked = []
     for label, net in nets.items():
-        flat = [p.detach().double().flatten().cpu() for p in net.state_dict().values() if p.is_floating_point()]
+        flat = [p.detach().double().flatten() for p in net.parameters()]
         if not flat:
             continue
         local = torch.cat(flat).to(model.device)  # NCCL gathers CUDA tensors, gloo CPU ones

@@ -1,0 +1,190 @@
+"""DistillModel: frozen teacher, trained connectors, the optimizer's contents, resume, DDP, shape checks."""
+
+from __future__ import annotations
+
+import kit  # noqa: F401
+
+# isort: split
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from basicsr.models import build_model
+
+from kit.distill.pairs import DistillOptionsError
+from kit.options import finalize
+from kit.pipeline import run_training
+from tests.conftest import REPO, distill_options, kill_when, run_train, tiny_teacher_checkpoint, write_options
+
+
+def build(opt: dict, root: Path):
+    opt = finalize(copy.deepcopy(opt), is_train=True, root=root)
+    opt.update(dist=False, rank=0, world_size=1, num_gpu=0)
+    return build_model(opt)
+
+
+def batch(seed: int = 0, n: int = 2, size: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    lq = torch.rand(n, 3, size, size, generator=g)
+    return {"lq": lq, "gt": torch.nn.functional.interpolate(lq, scale_factor=4, mode="bicubic").clamp(0, 1)}
+
+
+@pytest.fixture
+def teacher(tmp_path: Path):
+    return tiny_teacher_checkpoint(tmp_path / "teacher.pth")
+
+
+@pytest.fixture
+def exp_name():
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    yield name
+    for folder in (REPO / "experiments").glob(f"{name}*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_steps_train_student_and_connectors_only(bundled_root, tmp_path, teacher) -> None:
+    model = build(distill_options(bundled_root, "d", *teacher), tmp_path)
+    t_before = {k: v.clone() for k, v in model.teachers["teacher"].state_dict().items()}
+    c_before = {k: v.clone() for k, v in model.connectors.state_dict().items()}
+    s_before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    for i in range(3):
+        model.feed_data(batch(i))
+        model.optimize_parameters(i + 1)
+
+    teacher_net = model.teachers["teacher"]
+    assert not teacher_net.training and all(not m.training for m in teacher_net.modules())
+    assert not any(p.requires_grad for p in teacher_net.parameters())
+    for k, v in teacher_net.state_dict().items():
+        assert torch.equal(v, t_before[k]), k
+    assert any(not torch.equal(v, c_before[k]) for k, v in model.connectors.state_dict().items())
+    assert any(not torch.equal(v, s_before[k]) for k, v in model.net_g.state_dict().items())
+
+    in_optimizer = {id(p) for group in model.optimizer_g.param_groups for p in group["params"]}
+    expected = {id(p) for p in model.net_g.parameters()} | {id(p) for p in model.connectors.parameters()}
+    assert in_optimizer == expected
+    assert not in_optimizer & {id(p) for p in teacher_net.parameters()}
+    assert set(model.log_dict) == {"l_pix", "l_out", "l_mid", "l_total"}
+
+
+def test_checkpoint_holds_student_only_and_state_holds_connectors(bundled_root, tmp_path, teacher) -> None:
+    model = build(distill_options(bundled_root, "d", *teacher), tmp_path)
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    model.save(0, 1)
+    exp = tmp_path / "experiments/d"
+    ckpt = torch.load(exp / "models/net_g_1.pth", weights_only=True)
+    assert set(ckpt["params"]) == set(model.net_g.state_dict())
+    state = torch.load(exp / "training_states/1.state", weights_only=True)
+    assert set(state["connectors"]) == set(model.connectors.state_dict())
+    assert not list(exp.rglob("*teacher*"))
+
+
+def test_killed_distillation_resumes_connectors_and_teacher(bundled_root, tmp_path, teacher, exp_name) -> None:
+    opt = distill_options(
+        bundled_root, exp_name, *teacher, **{"train:total_iter": 12, "logger:save_checkpoint_freq": 4}
+    )
+    opt_file = write_options(tmp_path / "o.yml", opt)
+    exp = REPO / "experiments" / exp_name
+    kill_when(["-opt", str(opt_file)], cwd=REPO, marker=exp / "training_states/4.state")
+    state = torch.load(exp / "training_states/4.state", weights_only=True)
+
+    # The state brings the connectors back as they were at iter 4; the teacher keeps its own checkpoint.
+    resumed_opt = copy.deepcopy(opt)
+    resumed_opt["path"]["pretrain_network_g"] = str(exp / "models/net_g_4.pth")
+    resumed_opt["path"]["param_key_g"] = "params"
+    model = build(resumed_opt, REPO)
+    model.resume_training(state)
+    for k, v in model.connectors.state_dict().items():
+        assert torch.equal(v, state["connectors"][k]), k
+    saved_teacher = torch.load(teacher[1], weights_only=True)["params_ema"]
+    for k, v in model.teachers["teacher"].state_dict().items():
+        assert torch.equal(v, saved_teacher[k]), k
+
+    result = run_train(["-opt", str(opt_file), "--auto_resume"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stderr and (exp / "models/net_g_12.pth").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_distillation_ranks_agree(bundled_root, tmp_path, teacher, exp_name) -> None:
+    opt = distill_options(bundled_root, exp_name, *teacher, **{"train:total_iter": 4, "val:val_freq": 100})
+    opt_file = write_options(tmp_path / "o.yml", opt)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29562",
+        str(REPO / "train.py"),
+        "-opt",
+        str(opt_file),
+        "--launcher",
+        "pytorch",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "all 2 ranks hold identical weights: student" in log and "connectors" in log
+
+
+def test_channel_mismatch_fails_at_startup_with_both_shapes(bundled_root, tmp_path, teacher) -> None:
+    opt = distill_options(bundled_root, "d", *teacher)
+    opt["train"]["distill"]["mid"].pop("connector")
+    with pytest.raises(DistillOptionsError, match=r"\(1, 8, 8, 8\).*\(1, 16, 8, 8\).*in_channels: 8, out_channels: 16"):
+        build(opt, tmp_path)
+
+
+def test_spatial_mismatch_fails_unless_connector_resizes(bundled_root, tmp_path, teacher) -> None:
+    opt = distill_options(bundled_root, "d", *teacher)
+    opt["train"]["distill"]["mid"]["teacher"] = "upsample"
+    with pytest.raises(DistillOptionsError, match=r"\(1, 16, 8, 8\).*\(1, 16, 32, 32\).*resize: bilinear"):
+        build(opt, tmp_path)
+    opt["train"]["distill"]["mid"]["connector"]["resize"] = "bilinear"
+    model = build(opt, tmp_path)
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    assert model.log_dict["l_mid"] > 0
+
+
+def test_wrong_path_names_closest(bundled_root, tmp_path, teacher) -> None:
+    opt = distill_options(bundled_root, "d", *teacher)
+    opt["train"]["distill"]["mid"]["student"] = "body.22"
+    with pytest.raises(ValueError, match="student path 'body.22' not found; closest: body.2"):
+        build(opt, tmp_path)
+
+
+def test_two_teachers_mean_target_and_named_pairs(bundled_root, tmp_path) -> None:
+    net_a, ckpt_a = tiny_teacher_checkpoint(tmp_path / "a.pth", num_feat=16)
+    net_b, ckpt_b = tiny_teacher_checkpoint(tmp_path / "b.pth", num_feat=12)
+    opt = distill_options(bundled_root, "d", net_a, ckpt_a)
+    del opt["network_t"], opt["path"]["pretrain_network_t"]
+    opt["teachers"] = {
+        "a": {"network": net_a, "checkpoint": str(ckpt_a), "weight": 3.0},
+        "b": {"network": net_b, "checkpoint": str(ckpt_b), "weight": 1.0},
+    }
+    opt["train"]["distill"]["mid"]["teacher_name"] = "b"
+    opt["train"]["distill"]["mid"]["connector"]["out_channels"] = 12
+    model = build(opt, tmp_path)
+    lq = batch()["lq"]
+    images = model.teacher_images(lq)
+    expected = 0.75 * model.teachers["a"](lq) + 0.25 * model.teachers["b"](lq)
+    torch.testing.assert_close(model.teacher_target(images), expected)
+    feats = model.teacher_features()
+    assert feats["mid"].shape[1] == 12  # the pair reads teacher b (12 channels), not a (16)
+    assert list(model.teacher_recs) == [("b", "output")]
+
+
+def test_end_to_end_run_logs_each_term(bundled_root, tmp_path, teacher) -> None:
+    opt = distill_options(bundled_root, "d", *teacher, **{"train:total_iter": 4})
+    summary = run_training(["-opt", str(write_options(tmp_path / "o.yml", opt))], root=tmp_path)
+    history = (tmp_path / "experiments/d/history.jsonl").read_text()
+    for key in ("l_pix", "l_out", "l_mid", "l_total"):
+        assert f'"{key}"' in history
+    assert summary["metrics"]["psnr"] > 5
