@@ -183,10 +183,14 @@ def pair_snippet(
         return "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
 
     lines = ["train:", "  distill:", f"    {name}:", f"      student: {student}"]
-    lines.append(f"      teacher: {teacher}" + (f"  # in teacher '{teacher_name}'" if teacher_name else ""))
+    lines.append(f"      teacher: {teacher}")
+    if teacher_name:
+        lines.append(f"      teacher_name: {teacher_name}")
     if connector:
         lines.append(f"      connector: {flow(connector)}")
     lines.append("      loss: {type: L2Loss, normalize: true, loss_weight: 0.1}  # start small; compare with no pair")
+    lines.append("  recipes:")
+    lines.append("    balance: {ratio: 0.1, warmup_iter: 100}  # keeps the pair under 10% of the pixel loss")
     return "\n".join(lines)
 
 

@@ -156,7 +156,9 @@ class KitSRModel(SRModel):
         loss_dict["l_total"] = l_total.detach()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+            # Warm-up (as TF's ExponentialMovingAverage with num_updates): at decay 0.999 a plain EMA is
+            # still ~90% the random init after 100 iters, which short CPU runs would validate and export.
+            self.model_ema(decay=min(self.ema_decay, (1 + current_iter) / (10 + current_iter)))
 
     def extra_training_state(self) -> dict:
         """Training-only state saved with every resume state (none here; connectors in DistillModel)."""
