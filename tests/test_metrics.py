@@ -90,8 +90,8 @@ def test_mod_cropped_sizes_batched(scale: int) -> None:
 
 
 def test_torch_filter_path_equals_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The conv2d filter used off the CPU (GPU) is checked here on the CPU too."""
-    monkeypatch.setattr(psnr_ssim, "_filter_valid", psnr_ssim._filter_valid_torch)
+    """The pure-torch SSIM used off the CPU (GPU) is checked here on the CPU too."""
+    monkeypatch.setattr(psnr_ssim, "_use_opencv", lambda t: False)
     gt = _photo("rocket")
     out = _degrade(gt, "blur")
     for y_channel in (True, False):

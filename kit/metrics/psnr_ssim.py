@@ -10,10 +10,12 @@ batched ``(N, C, H, W)`` tensors, on the tensors' device:
   loaded by BasicSR (uint8 / 255) comes back to its integers the same way.
 * ``y_channel=True`` is BasicSR's ``to_y_channel`` (MATLAB ``rgb2ycbcr``, BT.601), including its float32
   roundings; ``crop_border`` drops that many pixels on each side before measuring (as BasicSR).
-* Arithmetic is float64. SSIM is Wang et al. 2004 (https://doi.org/10.1109/TIP.2003.819861) with an
-  11×11 Gaussian window, σ = 1.5, on the 'valid' region, averaged over channels (as BasicSR's ``_ssim``).
-  The Gaussian is separable: CPU tensors are filtered with OpenCV's ``sepFilter2D`` on the tensor's own
-  memory (the fastest float64 filter here), other devices with two 1-D ``conv2d``.
+* SSIM is Wang et al. 2004 (https://doi.org/10.1109/TIP.2003.819861) in float64 with an 11×11 Gaussian
+  window, σ = 1.5, on the 'valid' region, averaged over channels (as BasicSR's ``_ssim``). The Gaussian is
+  separable: CPU tensors are filtered with OpenCV's ``sepFilter2D`` (float64 ``conv2d`` is ~10× slower on a
+  CPU) and the rest is done in place; other devices (GPU) stay in torch with two 1-D ``conv2d``.
+* PSNR takes the differences in the input's float dtype (exact for integer values; for float32 Y values the
+  rounding moves PSNR by < 1e-6 dB) and sums their squares in float64.
 
 Agreement with ``basicsr.metrics.psnr_ssim`` is pinned by ``tests/test_metrics.py`` on real photos: 1e-4 dB
 and 1e-5 SSIM (measured: ~1e-12).
@@ -99,8 +101,18 @@ def rgb_to_y(img: Tensor) -> Tensor:
     return (y / 255.0).float() * 255.0
 
 
-def _prepare(img: Tensor, ref: Tensor, crop_border: int, y_channel: bool, fn: str) -> tuple[Tensor, Tensor]:
-    """Check shapes, crop the border, take Y if asked; return float64 ``(N, C, H, W)`` tensors."""
+def _peak(t: Tensor) -> float:
+    """Maximum over every 8th row and column: enough to tell [0, 1] from [0, 255] images, 1/64 of the reads."""
+    return float(t[..., ::8, ::8].max())
+
+
+def _prepare(
+    img: Tensor, ref: Tensor, crop_border: int, y_channel: bool, fn: str, dtype: torch.dtype | None
+) -> tuple[Tensor, Tensor]:
+    """Check shapes, crop the border, take Y if asked; return floating ``(N, C, H, W)`` tensors.
+
+    ``dtype=None`` keeps a floating input's dtype (Y: float32, as BasicSR) and makes integers float32.
+    """
     if not (torch.is_tensor(img) and torch.is_tensor(ref)):
         raise TypeError(f"{fn}: expected torch tensors, got {type(img).__name__} and {type(ref).__name__}")
     if img.shape != ref.shape:
@@ -109,7 +121,7 @@ def _prepare(img: Tensor, ref: Tensor, crop_border: int, y_channel: bool, fn: st
         img, ref = img.unsqueeze(0), ref.unsqueeze(0)
     if img.dim() != 4:
         raise ValueError(f"{fn}: expected (N, C, H, W) or (C, H, W) tensors, got shape {tuple(img.shape)}")
-    if img.is_floating_point() and img.numel() and max(float(img.max()), float(ref.max())) <= 1.0:
+    if img.is_floating_point() and img.numel() and max(_peak(img), _peak(ref)) <= 1.0:
         get_root_logger().warning(
             f"{fn}: both images are <= 1.0 everywhere; the kit's metrics expect [0, 255] values — "
             "pass quantize(x) for [0, 1] tensors"
@@ -126,7 +138,9 @@ def _prepare(img: Tensor, ref: Tensor, crop_border: int, y_channel: bool, fn: st
         if img.shape[1] not in (1, 3):
             raise ValueError(f"{fn}: y_channel=True needs 3 (RGB) or 1 channels, got {img.shape[1]}")
         img, ref = rgb_to_y(img), rgb_to_y(ref)
-    return img.double(), ref.double()
+    if dtype is None:
+        dtype = img.dtype if img.is_floating_point() else torch.float32
+    return img.to(dtype), ref.to(dtype)
 
 
 def psnr(img: Tensor, ref: Tensor, crop_border: int, y_channel: bool) -> Tensor:
@@ -141,8 +155,10 @@ def psnr(img: Tensor, ref: Tensor, crop_border: int, y_channel: bool) -> Tensor:
     Returns:
         Float64 ``(N,)`` PSNR in dB; ``inf`` where the images are identical.
     """
-    x, y = _prepare(img, ref, crop_border, y_channel, "psnr")
-    mse = (x - y).pow(2).mean(dim=(1, 2, 3))
+    x, y = _prepare(img, ref, crop_border, y_channel, "psnr", None)
+    # Differences in the input's float dtype (exact for integer values), squares summed in float64.
+    sse = torch.linalg.vector_norm(x - y, dim=(1, 2, 3), dtype=torch.float64).square()
+    mse = sse / x[0].numel()
     return 10.0 * torch.log10((255.0 * 255.0) / mse)  # mse == 0 -> inf, as BasicSR
 
 
@@ -151,15 +167,37 @@ def _gaussian_1d() -> np.ndarray:
     return cv2.getGaussianKernel(_SSIM_WINDOW, _SSIM_SIGMA)  # (11, 1) float64; BasicSR uses its outer product
 
 
-def _filter_valid_cv2(maps: Tensor) -> Tensor:
-    """Gaussian-filter CPU ``(B, H, W)`` float64 maps with OpenCV, keeping the 'valid' ``(B, H-10, W-10)``."""
-    k = _gaussian_1d()
-    p = _SSIM_WINDOW // 2
-    src = maps.detach().contiguous().numpy()
-    out = np.empty((src.shape[0], src.shape[1] - 2 * p, src.shape[2] - 2 * p), dtype=np.float64)
-    for i in range(src.shape[0]):
-        out[i] = cv2.sepFilter2D(src[i], cv2.CV_64F, k, k)[p:-p, p:-p]
-    return torch.from_numpy(out)
+def _ssim_plane_cv2(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean SSIM of one float64 plane pair: OpenCV separable filter, BasicSR's arithmetic done in place."""
+    k, p = _gaussian_1d(), _SSIM_WINDOW // 2
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return cv2.sepFilter2D(a, cv2.CV_64F, k, k)[p:-p, p:-p]  # 'valid' region
+
+    mu1, mu2 = blur(x), blur(y)
+    tmp = np.multiply(x, x)
+    s11 = blur(tmp)
+    s22 = blur(np.multiply(y, y, out=tmp))
+    s12 = blur(np.multiply(x, y, out=tmp))
+    mu1_mu2 = mu1 * mu2
+    mu1_sq, mu2_sq = np.square(mu1, out=mu1), np.square(mu2, out=mu2)
+    s11 -= mu1_sq  # sigma1_sq
+    s22 -= mu2_sq  # sigma2_sq
+    s12 -= mu1_mu2  # sigma12
+    num = mu1_mu2
+    num *= 2
+    num += _C1
+    s12 *= 2
+    s12 += _C2
+    num *= s12  # (2 mu1 mu2 + C1)(2 sigma12 + C2)
+    den = mu1_sq
+    den += mu2_sq
+    den += _C1
+    s11 += s22
+    s11 += _C2
+    den *= s11  # (mu1² + mu2² + C1)(sigma1² + sigma2² + C2)
+    num /= den
+    return float(num.mean())
 
 
 def _filter_valid_torch(maps: Tensor) -> Tensor:
@@ -169,8 +207,21 @@ def _filter_valid_torch(maps: Tensor) -> Tensor:
     return F.conv2d(x, kt.view(1, 1, 1, -1)).squeeze(1)
 
 
-def _filter_valid(maps: Tensor) -> Tensor:
-    return _filter_valid_cv2(maps) if maps.device.type == "cpu" else _filter_valid_torch(maps)
+def _ssim_torch(x: Tensor, y: Tensor) -> Tensor:
+    """Per-image SSIM of float64 ``(N, C, H, W)`` tensors, computed on their device."""
+    n, c, h, w = x.shape
+    maps = torch.stack([x, y, x * x, y * y, x * y]).reshape(5 * n * c, h, w)
+    mu1, mu2, e11, e22, e12 = _filter_valid_torch(maps).reshape(5, n, c, h - _SSIM_WINDOW + 1, w - _SSIM_WINDOW + 1)
+    mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
+    sigma1_sq, sigma2_sq, sigma12 = e11 - mu1_sq, e22 - mu2_sq, e12 - mu1_mu2
+    num = (2 * mu1_mu2 + _C1) * (2 * sigma12 + _C2)
+    den = (mu1_sq + mu2_sq + _C1) * (sigma1_sq + sigma2_sq + _C2)
+    return (num / den).mean(dim=(1, 2, 3))
+
+
+def _use_opencv(t: Tensor) -> bool:
+    """CPU tensors go through OpenCV (float64 conv2d on the CPU is ~10x slower); others stay in torch."""
+    return t.device.type == "cpu"
 
 
 def _ssim_per_image(x: Tensor, y: Tensor) -> Tensor:
@@ -178,13 +229,11 @@ def _ssim_per_image(x: Tensor, y: Tensor) -> Tensor:
     n, c, h, w = x.shape
     if min(h, w) < _SSIM_WINDOW:
         raise ValueError(f"ssim: the measured region {h}x{w} is smaller than the {_SSIM_WINDOW}x{_SSIM_WINDOW} window")
-    maps = torch.stack([x, y, x * x, y * y, x * y]).reshape(5 * n * c, h, w)
-    mu1, mu2, e11, e22, e12 = _filter_valid(maps).reshape(5, n, c, h - _SSIM_WINDOW + 1, w - _SSIM_WINDOW + 1)
-    mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    sigma1_sq, sigma2_sq, sigma12 = e11 - mu1_sq, e22 - mu2_sq, e12 - mu1_mu2
-    num = (2 * mu1_mu2 + _C1) * (2 * sigma12 + _C2)
-    den = (mu1_sq + mu2_sq + _C1) * (sigma1_sq + sigma2_sq + _C2)
-    return (num / den).mean(dim=(1, 2, 3)).to(x.device)
+    if not _use_opencv(x):
+        return _ssim_torch(x, y)
+    xs, ys = x.detach().contiguous().numpy(), y.detach().contiguous().numpy()
+    values = [[_ssim_plane_cv2(xs[i, j], ys[i, j]) for j in range(c)] for i in range(n)]
+    return torch.tensor(values, dtype=torch.float64).mean(dim=1)
 
 
 def ssim(img: Tensor, ref: Tensor, crop_border: int, y_channel: bool) -> Tensor:
@@ -202,8 +251,8 @@ def ssim(img: Tensor, ref: Tensor, crop_border: int, y_channel: bool) -> Tensor:
     Returns:
         Float64 ``(N,)`` SSIM values.
     """
-    x, y = _prepare(img, ref, crop_border, y_channel, "ssim")
-    return _ssim_per_image(x, y)
+    x, y = _prepare(img, ref, crop_border, y_channel, "ssim", torch.float64)
+    return _ssim_per_image(x, y).to(x.device)
 
 
 def _as_rgb255_tensor(img, input_order: str, fn: str) -> Tensor:
