@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -24,7 +25,7 @@ FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
-    """An empty TORCH_HOME, and any download attempt raises (and is recorded)."""
+    """An empty TORCH_HOME; any download or socket connection raises (and is recorded)."""
     attempts: list[str] = []
 
     def refuse(url, *args, **kwargs):
@@ -34,6 +35,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
     return attempts
 
 
