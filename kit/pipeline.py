@@ -33,8 +33,11 @@ from kit.options import REPO_ROOT, parse_train_options
 LOGGER_NAME = "basicsr"
 
 
-def setup_logger(log_file: str | None, rank: int) -> logging.Logger:
-    """Console + file logging on rank 0 (other ranks: errors only); replaces earlier file handlers."""
+def setup_logger(log_file: str | None, rank: int, console: bool = True) -> logging.Logger:
+    """Console + file logging on rank 0 (other ranks: errors only); replaces earlier file handlers.
+
+    ``console=False`` keeps only warnings on the console (the file still gets everything).
+    """
     from basicsr.utils import logger as basicsr_logger
 
     logger = logging.getLogger(LOGGER_NAME)
@@ -43,10 +46,12 @@ def setup_logger(log_file: str | None, rank: int) -> logging.Logger:
             logger.removeHandler(handler)
             handler.close()
     fmt = logging.Formatter("%(asctime)s %(levelname)s: %(message)s")
-    if not any(type(h) is logging.StreamHandler for h in logger.handlers):
+    stream = next((h for h in logger.handlers if type(h) is logging.StreamHandler), None)
+    if stream is None:
         stream = logging.StreamHandler()
         stream.setFormatter(fmt)
         logger.addHandler(stream)
+    stream.setLevel(logging.INFO if console else logging.WARNING)
     logger.propagate = False
     logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
     if log_file and rank == 0:
@@ -144,8 +149,13 @@ def build_loaders(opt: dict) -> tuple[Any, ResumableSampler, list, int]:
     return train_loader, sampler, val_loaders, per_epoch
 
 
-def run_training(argv: list[str] | None = None, root: Path = REPO_ROOT, dist: bool | None = None) -> dict:
-    """Run ``train.py`` with ``argv``; returns a summary (experiment folder, checkpoint, last metrics)."""
+def run_training(
+    argv: list[str] | None = None, root: Path = REPO_ROOT, dist: bool | None = None, console: bool = True
+) -> dict:
+    """Run ``train.py`` with ``argv``; returns a summary (experiment folder, checkpoint, last metrics).
+
+    ``console=False`` keeps the console to warnings (benchmarks); the log file is complete either way.
+    """
     opt, args = parse_train_options(argv, root)
 
     # Distributed setup: torchrun provides RANK/WORLD_SIZE; gloo on CPU (compat item 6).
@@ -160,7 +170,7 @@ def run_training(argv: list[str] | None = None, root: Path = REPO_ROOT, dist: bo
     if opt.get("manual_seed") is None:
         opt["manual_seed"] = random.randint(1, 10000)
     set_random_seed(opt["manual_seed"] + opt["rank"])
-    setup_logger(None, opt["rank"])
+    setup_logger(None, opt["rank"], console)
 
     # Data and teacher before anything is written: bad input fails here, not at iteration 1.
     if opt["rank"] == 0:
@@ -186,7 +196,7 @@ def run_training(argv: list[str] | None = None, root: Path = REPO_ROOT, dist: bo
     barrier(opt)
     if opt["rank"] == 0:
         shutil.copyfile(opt["opt_path"], exp_root / Path(opt["opt_path"]).name)
-    logger = setup_logger(str(exp_root / f"train_{opt['name']}_{get_time_str()}.log"), opt["rank"])
+    logger = setup_logger(str(exp_root / f"train_{opt['name']}_{get_time_str()}.log"), opt["rank"], console)
     logger.info(get_env_info())
     logger.info(dict2str({k: v for k, v in opt.items() if k != "opt_path"}))
     if opt.get("archived_previous"):

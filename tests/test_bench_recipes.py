@@ -1,0 +1,29 @@
+"""The recipes benchmark runs end to end (tiny setting) and writes its table, JSON and plot."""
+
+from __future__ import annotations
+
+import kit  # noqa: F401
+
+# isort: split
+import importlib.util
+import json
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_bench_recipes_tiny(bundled_root, tmp_path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main(
+        ["--setting", "tiny", "--recipes", "scratch", "mix", "fitnets_balanced", "--results", str(tmp_path)]
+    )
+    assert [r["recipe"] for r in out["runs"]] == ["scratch", "mix", "fitnets_balanced"]
+    table = (tmp_path / "recipes_tiny.md").read_text()
+    assert "| mix |" in table and "Δ vs scratch" in table
+    runs = json.loads((tmp_path / "recipes_tiny.json").read_text())["runs"]
+    assert all(5 < r["psnr"] < 40 for r in runs)
+    assert (tmp_path / "recipes_tiny.png").stat().st_size > 1000

@@ -1,0 +1,120 @@
+"""Recipes change the training target/inputs as specified, and compose with feature pairs."""
+
+from __future__ import annotations
+
+import kit  # noqa: F401
+
+# isort: split
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from basicsr.models import build_model
+
+from kit.distill.recipes import PairBalance, Recipes, TargetMix, Upcycle
+from kit.options import finalize
+from kit.validate import OptionsKeyError
+from tests.conftest import distill_options, tiny_teacher_checkpoint
+
+
+def build(opt: dict, root: Path):
+    opt = finalize(copy.deepcopy(opt), is_train=True, root=root)
+    opt.update(dist=False, rank=0, world_size=1, num_gpu=0)
+    return build_model(opt)
+
+
+def test_mix_weight_at_given_steps() -> None:
+    mix = TargetMix(start=0.0, end=1.0, end_iter=100, schedule="linear")
+    assert [mix.alpha(i) for i in (0, 25, 50, 100, 400)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    cos = TargetMix(start=1.0, end=0.5, end_iter=10, schedule="cosine")
+    assert cos.alpha(0) == 1.0 and cos.alpha(5) == pytest.approx(0.75) and cos.alpha(10) == pytest.approx(0.5)
+    gt, teacher = torch.ones(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)
+    torch.testing.assert_close(mix.target(gt, teacher, 25), torch.full((1, 3, 2, 2), 0.25))
+    with pytest.raises(OptionsKeyError, match="start must be in"):
+        TargetMix(start=1.5)
+
+
+def test_mix_changes_the_pixel_target_in_the_model(bundled_root, tmp_path) -> None:
+    net, ckpt = tiny_teacher_checkpoint(tmp_path / "t.pth")
+    opt = distill_options(bundled_root, "m", net, ckpt)
+    opt["train"]["distill"] = {}
+    opt["train"]["recipes"] = {"mix": {"start": 0.0, "end": 1.0, "end_iter": 10}}
+    model = build(opt, tmp_path)
+    lq, gt = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 32, 32)
+    teacher_img = model.teacher_images(lq)["teacher"]
+    seen = []
+    model.cri_pix = lambda out, target: seen.append(target.clone()) or (out - target).abs().mean()
+    model.feed_data({"lq": lq, "gt": gt})
+    model.optimize_parameters(3)  # alpha = 0.3
+    torch.testing.assert_close(seen[0], 0.3 * gt + 0.7 * teacher_img)
+
+
+def test_upcycled_inputs_are_lr_sized_hr_crops_labelled_by_the_teacher() -> None:
+    up = Upcycle({"variants": ["hr_crop"], "flips": False}, scale=4)
+    lq = torch.rand(2, 3, 6, 7)
+    gt = torch.rand(2, 3, 24, 28)
+    torch.manual_seed(0)
+    x, label = up.make(lq, gt, lambda t: t.repeat_interleave(4, -1).repeat_interleave(4, -2) * 0.5)
+    assert x.shape == lq.shape
+    found = [
+        (i, j) for i in range(24 - 6 + 1) for j in range(28 - 7 + 1) if torch.equal(gt[..., i : i + 6, j : j + 7], x)
+    ]
+    assert found, "the upcycled input is not a crop of the HR image"
+    torch.testing.assert_close(label, x.repeat_interleave(4, -1).repeat_interleave(4, -2) * 0.5)
+
+    zoom = Upcycle({"variants": ["zoom_out"], "flips": False}, scale=4)
+    x, _ = zoom.make(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 64, 64), lambda t: t)
+    assert x.shape == (1, 3, 4, 4)
+    with pytest.raises(OptionsKeyError, match="variants"):
+        Upcycle({"variants": ["rotate_45"]}, scale=4)
+
+
+def test_upcycle_in_the_model_uses_teacher_labels(bundled_root, tmp_path) -> None:
+    net, ckpt = tiny_teacher_checkpoint(tmp_path / "t.pth")
+    opt = distill_options(bundled_root, "m", net, ckpt)
+    opt["train"]["recipes"] = {"upcycle": {"weight": 2.0, "variants": ["hr_crop"], "flips": True}}
+    model = build(opt, tmp_path)
+    calls = []
+    make = model.recipes.upcycle.make
+
+    def spy(lq, gt, label):
+        x, y = make(lq, gt, label)
+        calls.append((x, y))
+        return x, y
+
+    model.recipes.upcycle.make = spy
+    model.feed_data({"lq": torch.rand(2, 3, 8, 8), "gt": torch.rand(2, 3, 32, 32)})
+    model.optimize_parameters(1)
+    x, y = calls[0]
+    torch.testing.assert_close(y, model.teacher_images(x)["teacher"])
+    assert {"l_pix", "l_out", "l_mid", "l_upcycle"} <= set(model.log_dict)  # composes with the feature pair
+
+
+def test_balance_caps_a_pair_relative_to_the_pixel_loss() -> None:
+    bal = PairBalance(ratio=0.1, warmup_iter=10)
+    big, ref = torch.tensor(4.0), torch.tensor(0.05)
+    assert bal.scale("fit", big, ref, 10) == pytest.approx(0.1 * 0.05 / 4.0)
+    assert bal.scale("fit", torch.tensor(100.0), ref, 5) == pytest.approx(0.5 * 0.1 * 0.05 / 4.0)  # fixed after step 1
+    small = PairBalance(ratio=0.1)
+    assert small.scale("tiny", torch.tensor(1e-4), ref, 1) == 1.0  # never amplified
+    r = Recipes({"balance": {"ratio": 0.1}}, scale=4)
+    r.pair_scale("fit", big, ref, 1)
+    restored = Recipes({"balance": {"ratio": 0.1}}, scale=4)
+    restored.load_state_dict(r.state_dict())
+    assert restored.balance.scales == r.balance.scales
+
+
+def test_balanced_pair_in_the_model(bundled_root, tmp_path) -> None:
+    net, ckpt = tiny_teacher_checkpoint(tmp_path / "t.pth")
+    opt = distill_options(bundled_root, "m", net, ckpt)
+    opt["train"]["recipes"] = {"balance": {"ratio": 0.1}}
+    model = build(opt, tmp_path)
+    model.feed_data({"lq": torch.rand(2, 3, 8, 8), "gt": torch.rand(2, 3, 32, 32)})
+    model.optimize_parameters(1)
+    assert model.log_dict["l_mid"] <= 0.1 * model.log_dict["l_pix"] * 1.0001
+
+
+def test_unknown_recipe_key() -> None:
+    with pytest.raises(OptionsKeyError, match="unknown key"):
+        Recipes({"mixx": {}}, scale=4)
