@@ -1,1 +1,39 @@
-"""export."""
+"""Export: the size gate (params, MACs), ONNX export and verification, and the submission folder.
+
+``python export.py -opt options/distill.yml`` runs :func:`main`; :func:`export_submission` is the function API.
+"""
+
+from __future__ import annotations
+
+from kit.export.budget import MACS_METHOD, Budget, BudgetError, budget_violations, count_macs, measure_budget
+from kit.export.onnx_export import ExportError, check_onnx, check_parity, export_onnx, onnx_param_count
+from kit.export.submission import (
+    DEFAULT_MAX_PARAMS,
+    DEFAULT_OUT_DIR,
+    SubmissionError,
+    SubmissionResult,
+    export_submission,
+    main,
+    sha256_file,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PARAMS",
+    "DEFAULT_OUT_DIR",
+    "MACS_METHOD",
+    "Budget",
+    "BudgetError",
+    "ExportError",
+    "SubmissionError",
+    "SubmissionResult",
+    "budget_violations",
+    "check_onnx",
+    "check_parity",
+    "count_macs",
+    "export_onnx",
+    "export_submission",
+    "main",
+    "measure_budget",
+    "onnx_param_count",
+    "sha256_file",
+]

@@ -1,0 +1,12 @@
+"""Export the student of an options file to a verified ONNX submission: ``python export.py -opt options/distill.yml``.
+
+See :mod:`kit.export.submission` for the flags and the checks.
+"""
+
+import sys
+
+import kit  # noqa: F401  (compat + registries)
+from kit.export import main
+
+if __name__ == "__main__":
+    sys.exit(main())
