@@ -139,6 +139,9 @@ class DistillModel(KitSRModel):
     def teacher_target(self, images: dict[str, torch.Tensor]) -> torch.Tensor:
         return weighted_mean_output(images, self.teacher_weights)
 
+    def comparison_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"teacher": self.teacher_target(self.teacher_images(lq)).clamp(0, 1)}
+
     # ------------------------------------------------------------------ a step
     def compute_losses(self, current_iter: int) -> tuple[torch.Tensor, OrderedDict]:
         loss_dict: OrderedDict[str, torch.Tensor] = OrderedDict()

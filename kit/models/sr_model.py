@@ -223,11 +223,27 @@ class KitSRModel(SRModel):
             | {k: float(v) for k, v in self.metric_results.items()}
         )
 
-    def _write_comparison(self, name: str, current_iter: int, sr: torch.Tensor, gt: torch.Tensor) -> None:
-        from kit.infer.compare import comparison_from_tensors
+    def comparison_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra panels of the comparison picture besides LQ/bicubic/student/GT (DistillModel: the teacher)."""
+        return {}
 
+    def _write_comparison(self, name: str, current_iter: int, sr: torch.Tensor, gt: torch.Tensor) -> None:
+        from kit.infer.compare import comparison_png, pick_crop_box
+        from kit.metrics import psnr, quantize
+
+        scale = int(self.opt.get("scale", 1))
+        lq = self.lq.float()
+        bicubic = torch.nn.functional.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False)
+        panels = {"bicubic": bicubic.clamp(0, 1), "student": sr, **self.comparison_images(lq)}
+        border = scale
+        psnrs = {
+            k: float(psnr(quantize(v), quantize(gt), crop_border=border, y_channel=True)[0]) for k, v in panels.items()
+        }
+        to_np = lambda t: t[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # noqa: E731
+        images = {"LQ": to_np(lq), **{k: to_np(v) for k, v in panels.items()}, "GT": to_np(gt)}
+        box = pick_crop_box(images["GT"], size=min(128, *images["GT"].shape[:2]), align=scale)
         path = Path(self.opt["path"]["visualization"]) / f"compare_{name}_{current_iter}.png"
-        comparison_from_tensors(path, self.lq.float(), {"student": sr}, gt, int(self.opt.get("scale", 1)))
+        comparison_png(path, images, psnrs, box=box, title=f"{name} @ iter {current_iter} (PSNR Y, border {border})")
         get_root_logger().info(f"Comparison picture: {path}")
 
     def append_history(self, record: dict) -> None:
