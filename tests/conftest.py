@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import kit  # noqa: F401  (compat + registries)
@@ -16,6 +19,7 @@ import torch
 import yaml
 
 from kit.data import bundled
+from kit.options import finalize
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICE = os.environ.get("KIT_TEST_DEVICE", "cpu")
@@ -25,6 +29,24 @@ DEVICE = os.environ.get("KIT_TEST_DEVICE", "cpu")
 def bundled_root() -> Path:
     """The bundled photo dataset (built once per machine, like a first run of the main job)."""
     return bundled.build()
+
+
+@pytest.fixture
+def exp_name():
+    """A unique experiment name under the repo's experiments/ (removed afterwards, archives included)."""
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    yield name
+    for folder in (REPO / "experiments").glob(f"{name}*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def build(opt: dict, root: Path):
+    """Build the model of an options dict in-process (no distributed), experiments under ``root``."""
+    from basicsr.models import build_model
+
+    opt = finalize(copy.deepcopy(opt), is_train=True, root=root)
+    opt.update(dist=False, rank=0, world_size=1, num_gpu=0)
+    return build_model(opt)
 
 
 def tiny_options(bundled_root: Path, name: str, **overrides) -> dict:

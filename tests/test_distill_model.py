@@ -7,26 +7,16 @@ import kit  # noqa: F401
 # isort: split
 import copy
 import os
-import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import torch
-from basicsr.models import build_model
 
 from kit.distill.pairs import DistillOptionsError
-from kit.options import finalize
 from kit.pipeline import run_training
-from tests.conftest import REPO, distill_options, kill_when, run_train, tiny_teacher_checkpoint, write_options
-
-
-def build(opt: dict, root: Path):
-    opt = finalize(copy.deepcopy(opt), is_train=True, root=root)
-    opt.update(dist=False, rank=0, world_size=1, num_gpu=0)
-    return build_model(opt)
+from tests.conftest import REPO, build, distill_options, kill_when, run_train, tiny_teacher_checkpoint, write_options
 
 
 def batch(seed: int = 0, n: int = 2, size: int = 8):
@@ -38,14 +28,6 @@ def batch(seed: int = 0, n: int = 2, size: int = 8):
 @pytest.fixture
 def teacher(tmp_path: Path):
     return tiny_teacher_checkpoint(tmp_path / "teacher.pth")
-
-
-@pytest.fixture
-def exp_name():
-    name = f"test_{uuid.uuid4().hex[:8]}"
-    yield name
-    for folder in (REPO / "experiments").glob(f"{name}*"):
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_steps_train_student_and_connectors_only(bundled_root, tmp_path, teacher) -> None:

@@ -5,23 +5,13 @@ from __future__ import annotations
 import kit  # noqa: F401
 
 # isort: split
-import copy
-from pathlib import Path
 
 import pytest
 import torch
-from basicsr.models import build_model
 
 from kit.distill.recipes import PairBalance, Recipes, TargetMix, Upcycle
-from kit.options import finalize
 from kit.validate import OptionsKeyError
-from tests.conftest import distill_options, tiny_teacher_checkpoint
-
-
-def build(opt: dict, root: Path):
-    opt = finalize(copy.deepcopy(opt), is_train=True, root=root)
-    opt.update(dist=False, rank=0, world_size=1, num_gpu=0)
-    return build_model(opt)
+from tests.conftest import build, distill_options, tiny_teacher_checkpoint
 
 
 def test_mix_weight_at_given_steps() -> None:

@@ -13,13 +13,7 @@ import torch
 from basicsr.models import build_model
 
 from kit.options import finalize
-from tests.conftest import tiny_options
-
-
-def build(opt: dict, root: Path):
-    opt = finalize(copy.deepcopy(opt), is_train=True, root=root)
-    opt.update(dist=False, rank=0, world_size=1, num_gpu=0)
-    return build_model(opt)
+from tests.conftest import build, tiny_options
 
 
 def step(model, i: int) -> None:

@@ -8,7 +8,6 @@ import kit  # noqa: F401
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ import torch
 
 from kit.pipeline import run_training
 from tests.conftest import REPO, kill_when, run_train, tiny_options, write_options
-
-
-@pytest.fixture
-def exp_name():
-    """A unique experiment name under the repo's experiments/ (removed afterwards, archives included)."""
-    name = f"test_{uuid.uuid4().hex[:8]}"
-    yield name
-    for folder in (REPO / "experiments").glob(f"{name}*"):
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_trains_validates_checkpoints(bundled_root: Path, tmp_path: Path) -> None:
