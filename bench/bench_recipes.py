@@ -116,33 +116,40 @@ def _abs_datasets(opt: dict) -> None:
 
 
 def teacher_checkpoints(setting: str, cfg: dict, root: Path) -> tuple[dict, list[Path]]:
-    """Train (or reuse) the setting's teacher; returns its network options and two snapshots (mid, final)."""
+    """Train (or reuse) the setting's teacher; returns its network options and two snapshots (mid, final).
+
+    Without teacher overrides (the cpu setting) it is the main job's teacher, ``options/teacher.yml`` under
+    the repo's ``experiments/``: trained once, shared with ``python train.py -opt options/distill.yml``.
+    """
     opt = load_options(REPO_ROOT / "options/teacher.yml")
-    _abs_datasets(opt)
-    opt["name"] = f"teacher_{setting}"
-    if cfg["teacher"].get("type"):
-        opt["network_g"] = dict(cfg["teacher"])
-    else:
-        opt["network_g"].update(cfg["teacher"])
-    if cfg["teacher_steps"]:
+    shared = not cfg["teacher"] and not cfg["teacher_steps"]
+    if not shared:
+        _abs_datasets(opt)
+        opt["name"] = f"teacher_{setting}"
+        if cfg["teacher"].get("type"):
+            opt["network_g"] = dict(cfg["teacher"])
+        else:
+            opt["network_g"].update(cfg["teacher"])
         steps = cfg["teacher_steps"]
         opt["train"]["total_iter"] = steps
         opt["train"]["scheduler"]["periods"] = [steps]
         opt["logger"]["save_checkpoint_freq"] = max(steps // 2, 1)
         opt["val"]["val_freq"] = max(steps // 2, 1)
-    if cfg.get("amp"):
-        opt["train"]["amp"] = cfg["amp"]
-    half = opt["logger"]["save_checkpoint_freq"] * (
-        opt["train"]["total_iter"] // 2 // opt["logger"]["save_checkpoint_freq"]
-    )
-    models = root / "experiments" / opt["name"] / "models"
-    final, mid = models / "net_g_latest.pth", models / f"net_g_{max(half, opt['logger']['save_checkpoint_freq'])}.pth"
+        if cfg.get("amp"):
+            opt["train"]["amp"] = cfg["amp"]
+    freq, total = opt["logger"]["save_checkpoint_freq"], opt["train"]["total_iter"]
+    mid_iter = max(freq * (total // 2 // freq), freq)
+    models = (REPO_ROOT if shared else root) / "experiments" / opt["name"] / "models"
+    final, mid = models / "net_g_latest.pth", models / f"net_g_{mid_iter}.pth"
     if not final.is_file():
-        path = root / "opts" / "teacher.yml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(opt, sort_keys=False))
-        print(f"[teacher] training {opt['name']} ({opt['train']['total_iter']} iters) ...", flush=True)
-        run_training(["-opt", str(path)], root=root, console=False)
+        print(f"[teacher] training {opt['name']} ({total} iters) ...", flush=True)
+        if shared:
+            run_training(["-opt", str(REPO_ROOT / "options/teacher.yml"), "--auto_resume"], console=False)
+        else:
+            path = root / "opts" / "teacher.yml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(opt, sort_keys=False))
+            run_training(["-opt", str(path)], root=root, console=False)
     return opt["network_g"], [mid, final]
 
 
