@@ -1,0 +1,46 @@
+"""Every shipped options file builds, wires its pairs (module paths exist) and takes a step; students < 5M."""
+
+from __future__ import annotations
+
+import kit  # noqa: F401
+
+# isort: split
+import copy
+
+import pytest
+import torch
+
+from kit.archs.deploy import count_params, deploy_network
+from kit.options import load_options
+from tests.conftest import REPO, build
+
+SHIPPED = sorted((REPO / "options").glob("*.yml"))
+
+
+def test_the_shipped_set() -> None:
+    names = {p.stem for p in SHIPPED}
+    assert {"distill", "student", "teacher"} <= names
+    for stem in names:  # every distillation file has its scratch baseline (same student)
+        if stem.startswith("distill"):
+            twin = "student" + stem[len("distill") :]
+            assert twin in names, f"{stem}.yml has no scratch baseline {twin}.yml"
+            d, s = load_options(REPO / f"options/{stem}.yml"), load_options(REPO / f"options/{twin}.yml")
+            assert d["network_g"] == s["network_g"] and d["train"]["total_iter"] == s["train"]["total_iter"]
+            assert d["datasets"] == s["datasets"]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_builds_and_steps(path, tmp_path) -> None:
+    opt = copy.deepcopy(load_options(path))
+    opt["path"].pop("teacher_recipe", None)
+    opt["path"].pop("pretrain_network_t", None)  # a random teacher of the declared architecture
+    opt["num_gpu"] = 0
+    opt["datasets"]["train"]["gt_size"] = 32
+    model = build(opt, tmp_path)  # includes the dry forward that checks every feature pair
+    scale = int(opt.get("scale", 1))
+    lq = torch.rand(1, 3, 32 // scale, 32 // scale)
+    model.feed_data({"lq": lq, "gt": torch.rand(1, 3, 32, 32)})
+    model.optimize_parameters(1)
+    assert torch.isfinite(torch.tensor(list(model.log_dict.values()))).all()
+    if not path.stem.startswith("teacher"):
+        assert count_params(deploy_network(model.net_g)) < 5_000_000
