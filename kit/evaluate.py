@@ -5,7 +5,7 @@ Usage::
     kit-eval -opt options/distill.yml                          # student (net_g_latest.pth) on the val set
     kit-eval -opt options/distill.yml --teacher --bicubic --csv results/eval.csv --json results/eval.json
     kit-eval --onnx submissions/distill_rlfn_x4/model.onnx --lq LR/X4 --gt HR --scale 4
-    kit-eval -opt options/denoise.yml --gt my_photos/          # LQ made by the training degradation (seeded)
+    kit-eval -opt options/distill_naf_denoise.yml --gt my_photos/   # LQ made by the training degradation (seeded)
     kit-eval -opt options/distill.yml --rgb --crop-border 4    # NTIRE ESR convention instead of the papers' Y
     python -m kit.evaluate ...                                 # the same
 
