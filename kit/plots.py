@@ -26,7 +26,9 @@ def plot_history(history: str | Path, out: str | Path, title: str = "") -> Path 
     val = [r for r in records if r.get("kind") == "val"]
     if not train and not val:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    metric_keys = sorted({k for r in val for k in r} - {"kind", "iter", "dataset", "seconds"})
+    fig, axes = plt.subplots(1, 1 + len(metric_keys), figsize=(5.5 * (1 + len(metric_keys)), 4), squeeze=False)
+    axes = axes[0]
     loss_keys = sorted({k for r in train for k in r if k.startswith("l_")})
     for key in loss_keys:
         pts = [(r["iter"], r[key]) for r in train if key in r and r[key] > 0]
@@ -35,14 +37,11 @@ def plot_history(history: str | Path, out: str | Path, title: str = "") -> Path 
     axes[0].set(xlabel="iteration", ylabel="loss", title="training losses", yscale="log")
     if loss_keys:
         axes[0].legend(fontsize=8)
-    metric_keys = sorted({k for r in val for k in r} - {"kind", "iter", "dataset", "seconds"})
-    for key in metric_keys:
-        pts = [(r["iter"], r[key]) for r in val if key in r]
-        if pts:
-            axes[1].plot(*zip(*pts), marker="o", label=key)
-    axes[1].set(xlabel="iteration", title="validation")
-    if metric_keys:
-        axes[1].legend(fontsize=8)
+    for ax, key in zip(axes[1:], metric_keys):  # one panel per metric: PSNR (dB) and SSIM differ in scale
+        pts = sorted({(r["iter"], r[key]) for r in val if key in r})
+        ax.plot(*zip(*pts), marker="o")
+        ax.set(xlabel="iteration", title=f"validation {key}")
+        ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     out = Path(out)
