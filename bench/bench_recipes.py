@@ -264,7 +264,13 @@ def main(argv: list[str] | None = None) -> dict:
             for rec in read_history(Path(summary["experiments_root"]) / "history.jsonl"):
                 if rec.get("kind") == "val" and "psnr" in rec:
                     curves.setdefault(recipe, {}).setdefault(rec["iter"], []).append(rec["psnr"])
-            print(f"    PSNR {runs[-1]['psnr']:.3f} dB, SSIM {runs[-1]['ssim']:.4f}, {wall:.0f} s", flush=True)
+            done, total_runs = len(runs), len(recipes) * len(seeds)
+            eta = (time.time() - start - teacher_seconds) / done * (total_runs - done)
+            print(
+                f"    PSNR {runs[-1]['psnr']:.3f} dB, SSIM {runs[-1]['ssim']:.4f}, {wall:.0f} s "
+                f"(ETA {eta / 60:.1f} min for the {total_runs - done} runs left)",
+                flush=True,
+            )
 
     table = summarize(runs, recipes)
     total = time.time() - start
