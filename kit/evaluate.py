@@ -398,7 +398,10 @@ def evaluate(
     border = scale if crop_border is None else int(crop_border)
     rows: list[EvalRow] = []
     notes: list[str] = []
-    for pair in pairs:
+    from tqdm import tqdm
+
+    total = len(pairs) if hasattr(pairs, "__len__") else None
+    for pair in tqdm(pairs, total=total, desc="evaluate", unit="image", disable=None, leave=False):
         if pair.note:
             notes.append(f"{pair.name}: {pair.note}")
         lq, gt = _to_tensor(pair.lq), _to_tensor(pair.gt)
