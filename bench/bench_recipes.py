@@ -46,10 +46,10 @@ SETTINGS = {
         "recipes": ["scratch", "output_kd"],
     },
     "cpu": {
-        "steps": 200,
+        "steps": 600,
         "batch": 8,
         "gt_size": 96,
-        "val_freq": 50,
+        "val_freq": 100,
         "seeds": [0, 1],
         "teacher_steps": None,
         "teacher": {},

@@ -41,7 +41,8 @@ class CachedPairedImageDataset(PairedImageDataset):
         img = self._cache.get(path)
         if img is None:
             if self.file_client is None:
-                self.file_client = FileClient(self.io_backend_opt.pop("type"), **self.io_backend_opt)
+                backend = dict(self.io_backend_opt)
+                self.file_client = FileClient(backend.pop("type"), **backend)
             img = imfrombytes(self.file_client.get(path, key), float32=True)
             if img is None:
                 raise ValueError(f"cannot decode image '{path}'; remove or replace the file")
@@ -54,7 +55,9 @@ class CachedPairedImageDataset(PairedImageDataset):
         img_gt, img_lq = self._image(gt_path, "gt"), self._image(lq_path, "lq")  # HWC, BGR, [0, 1]
         if self.opt["phase"] == "train":
             img_gt, img_lq = paired_random_crop(img_gt, img_lq, self.opt["gt_size"], scale, gt_path)
-            img_gt, img_lq = augment([img_gt, img_lq], self.opt["use_hflip"], self.opt["use_rot"])
+            # The crops are views of the cached images and BasicSR's augment flips in place (cv2.flip(img,
+            # 1, img)): copy first, or every flip would scramble the cache for all later crops.
+            img_gt, img_lq = augment([img_gt.copy(), img_lq.copy()], self.opt["use_hflip"], self.opt["use_rot"])
         else:
             img_gt = img_gt[0 : img_lq.shape[0] * scale, 0 : img_lq.shape[1] * scale, :]
         img_gt, img_lq = img2tensor([np.ascontiguousarray(img_gt), np.ascontiguousarray(img_lq)], bgr2rgb=True)
