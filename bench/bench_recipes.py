@@ -2,6 +2,7 @@
 
     python bench/bench_recipes.py --setting cpu      # <= 30 min on 2 CPU cores
     python bench/bench_recipes.py --setting gpu      # the GPU-sized setting (bigger teacher, more steps)
+    python bench/bench_recipes.py --shipped          # every options/distill*.yml vs its options/student*.yml
 
 Every run trains the student of ``options/distill.yml`` on the bundled training photos and is evaluated on
 the held-out validation photos (never used in training): PSNR/SSIM on Y, border = scale, of the EMA
@@ -231,7 +232,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--recipes", nargs="*", help=f"subset of: {', '.join(RECIPES)}")
     parser.add_argument("--seeds", nargs="*", type=int, help="override the setting's seeds")
     parser.add_argument("--results", default=str(RESULTS), help="folder for the table, JSON and plot")
+    parser.add_argument("--shipped", action="store_true", help="compare every shipped distill file with its twin")
     args = parser.parse_args(argv)
+    if args.shipped:
+        bundled.build()
+        return {"table": shipped(args.seeds if args.seeds is not None else [0, 1], Path(args.results))}
     cfg = SETTINGS[args.setting]
     recipes = args.recipes or cfg["recipes"] or list(RECIPES)
     seeds = args.seeds if args.seeds is not None else cfg["seeds"]
@@ -288,6 +293,46 @@ def main(argv: list[str] | None = None) -> dict:
     print(header)
     print(table)
     return {"runs": runs, "table": table}
+
+
+def shipped(seeds: list[int], results: Path) -> str:
+    """Each shipped distillation file against its scratch twin, as shipped (steps, data, metrics), same seeds."""
+    lines = [
+        "| options file | task | metric | scratch (student*.yml) | distilled | Δ | wall / run (s) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    records = []
+    for distill in sorted((REPO_ROOT / "options").glob("distill*.yml")):
+        twin = distill.with_name("student" + distill.stem[len("distill") :] + ".yml")
+        opt = load_options(distill)
+        psnr_spec = opt["val"]["metrics"]["psnr"]
+        metric = f"PSNR-{'Y' if psnr_spec.get('test_y_channel') else 'RGB'}, border {psnr_spec['crop_border']}"
+        scores: dict[str, list[float]] = {"scratch": [], "distill": []}
+        walls: list[float] = []
+        for label, path in (("scratch", twin), ("distill", distill)):
+            for seed in seeds:
+                print(f"[shipped] {path.name} seed {seed} ...", flush=True)
+                tic = time.time()
+                argv = ["-opt", str(path), "--force_yml", f"name=bench_{path.stem}_s{seed}", f"manual_seed={seed}"]
+                summary = run_training(argv, console=False)
+                walls.append(time.time() - tic)
+                scores[label].append(summary["metrics"]["psnr"])
+                records.append({"file": path.name, "seed": seed, "psnr": summary["metrics"]["psnr"]})
+                print(f"    {summary['metrics']['psnr']:.3f} dB", flush=True)
+        sc, di = statistics.mean(scores["scratch"]), statistics.mean(scores["distill"])
+        task = f"x{opt['scale']} SR" if int(opt["scale"]) > 1 else "denoise" if "noise" in distill.stem else "same-size"
+        lines.append(
+            f"| `{distill.name}` | {task} | {metric} | {sc:.3f} ± {spread(scores['scratch']):.3f} | "
+            f"{di:.3f} ± {spread(scores['distill']):.3f} | {di - sc:+.3f} | {statistics.mean(walls):.0f} |"
+        )
+    table = "\n".join(lines)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "shipped.md").write_text(
+        f"seeds {seeds}; each file as shipped (its steps, data and metric)\n\n{table}\n"
+    )
+    (results / "shipped.json").write_text(json.dumps(records, indent=1))
+    print(table)
+    return table
 
 
 def summarize(runs: list[dict], recipes: list[str]) -> str:

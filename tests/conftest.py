@@ -169,6 +169,27 @@ def run_train(args: list[str], cwd: Path, env_extra: dict | None = None, timeout
     )
 
 
+def run_torchrun(opt_file: Path, cwd: Path, port: int, nproc: int = 2) -> str:
+    """``torchrun --nproc_per_node=N train.py -opt FILE --launcher pytorch`` on the CPU; returns the log."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        f"--master_port={port}",
+        str(REPO / "train.py"),
+        "-opt",
+        str(opt_file),
+        "--launcher",
+        "pytorch",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    return log
+
+
 def kill_when(args: list[str], cwd: Path, marker: Path, timeout: float = 240) -> None:
     """Start train.py and SIGKILL it as soon as ``marker`` exists (a run killed part-way)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")

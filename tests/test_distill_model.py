@@ -6,9 +6,6 @@ import kit  # noqa: F401
 
 # isort: split
 import copy
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,16 @@ import torch
 
 from kit.distill.pairs import DistillOptionsError
 from kit.pipeline import run_training
-from tests.conftest import REPO, build, distill_options, kill_when, run_train, tiny_teacher_checkpoint, write_options
+from tests.conftest import (
+    REPO,
+    build,
+    distill_options,
+    kill_when,
+    run_torchrun,
+    run_train,
+    tiny_teacher_checkpoint,
+    write_options,
+)
 
 
 def batch(seed: int = 0, n: int = 2, size: int = 8):
@@ -97,22 +103,7 @@ def test_killed_distillation_resumes_connectors_and_teacher(bundled_root, tmp_pa
 def test_ddp_distillation_ranks_agree(bundled_root, tmp_path, teacher, exp_name) -> None:
     opt = distill_options(bundled_root, exp_name, *teacher, **{"train:total_iter": 4, "val:val_freq": 100})
     opt_file = write_options(tmp_path / "o.yml", opt)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29562",
-        str(REPO / "train.py"),
-        "-opt",
-        str(opt_file),
-        "--launcher",
-        "pytorch",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
+    log = run_torchrun(opt_file, cwd=tmp_path, port=29562)
     assert "all 2 ranks hold identical weights: student" in log and "connectors" in log
 
 

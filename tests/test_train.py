@@ -6,15 +6,13 @@ import kit  # noqa: F401
 
 # isort: split
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from kit.pipeline import run_training
-from tests.conftest import REPO, kill_when, run_train, tiny_options, write_options
+from tests.conftest import REPO, kill_when, run_torchrun, run_train, tiny_options, write_options
 
 
 def test_trains_validates_checkpoints(bundled_root: Path, tmp_path: Path) -> None:
@@ -91,28 +89,7 @@ def test_resume_continues_mid_epoch_data_order(bundled_root: Path) -> None:
 def test_torchrun_two_ranks_on_cpu(bundled_root: Path, tmp_path: Path, exp_name: str) -> None:
     opt = tiny_options(bundled_root, exp_name, **{"train:total_iter": 4, "val:val_freq": 100})
     opt_file = write_options(tmp_path / "o.yml", opt)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29561",
-        str(REPO / "train.py"),
-        "-opt",
-        str(opt_file),
-        "--launcher",
-        "pytorch",
-    ]
-    result = subprocess.run(
-        cmd,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""},
-    )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-4000:]
+    log = run_torchrun(opt_file, cwd=tmp_path, port=29561)
     assert "all 2 ranks hold identical weights: student" in log
     assert (REPO / "experiments" / exp_name / "models/net_g_latest.pth").is_file()
 

@@ -11,13 +11,10 @@ from collections import OrderedDict
 
 import torch
 
+from kit.metrics.psnr_ssim import quantize
+
 _PSNR = ("calculate_psnr", "calculate_psnr_pt", "calculate_psnr_kit")
 _SSIM = ("calculate_ssim", "calculate_ssim_pt", "calculate_ssim_kit")
-
-
-def quantize_255(img01: torch.Tensor) -> torch.Tensor:
-    """[0, 1] float → float64 holding the uint8 values ``tensor2img`` would write (clamp, ×255, round)."""
-    return (img01.detach().float().clamp(0, 1) * 255.0).round().double()
 
 
 class ValidationMetrics:
@@ -51,7 +48,7 @@ class ValidationMetrics:
         """Add one image (``(1, C, H, W)`` tensors in [0, 1]); returns its values."""
         if sr01.shape != gt01.shape:
             raise ValueError(f"validation image '{name}': output {tuple(sr01.shape)} vs GT {tuple(gt01.shape)}")
-        sr_q, gt_q = quantize_255(sr01), quantize_255(gt01)
+        sr_q, gt_q = quantize(sr01), quantize(gt01)
         values = {metric: self._one(spec, sr_q, gt_q) for metric, spec in self.opt.items()}
         self.per_image[name] = values
         return values
