@@ -189,3 +189,24 @@ def test_checkpoint_detected_with_spandrel(tmp_path, capsys):
     assert table["conv_first"] == ("1×12×16×16", "12", "")
     assert table["layers.0"] == ("1×256×12", "12", "(tokens)")  # (N, H·W, C)
     assert table["conv_last"] == ("1×3×32×32", "3", "")
+
+
+def test_kit_student_paths_and_shapes(tmp_path, capsys):
+    """The shipped student of options/distill.yml, as the inspector shows it (the paths the pairs use)."""
+    from kit.options import REPO_ROOT, load_options
+
+    opt = load_options(REPO_ROOT / "options/distill.yml")
+    opt["path"] = {}  # no teacher checkpoint needed: a random teacher of the declared architecture
+    path = tmp_path / "d.yml"
+    path.write_text(yaml.safe_dump(opt))
+    assert main(["-opt", str(path), "--input-size", "24x20"]) == 0
+    sections = _sections(capsys.readouterr().out)
+    (student_key,) = [k for k in sections if k.startswith("student:")]
+    (teacher_key,) = [k for k in sections if k.startswith("teacher:")]
+    s, t = sections[student_key], sections[teacher_key]
+    assert "RLFNStudent" in student_key and "EDSR" in teacher_key
+    assert s["conv_first"] == ("1×32×24×20", "32", "")
+    assert s["body.3"] == ("1×32×24×20", "32", "")  # the shipped CWD pair's student side
+    assert s["upsampler"] == ("1×3×96×80", "3", "")
+    assert t["body.7"] == ("1×64×24×20", "64", "")  # ... and its teacher side
+    assert t["upsample"] == ("1×64×96×80", "64", "")
