@@ -169,7 +169,6 @@ def run_training(
         opt["num_gpu"] = torch.cuda.device_count()
     if opt.get("manual_seed") is None:
         opt["manual_seed"] = random.randint(1, 10000)
-    set_random_seed(opt["manual_seed"] + opt["rank"])
     setup_logger(None, opt["rank"], console)
 
     # Data and teacher before anything is written: bad input fails here, not at iteration 1.
@@ -178,6 +177,7 @@ def run_training(
     barrier(opt)
     check_datasets(opt)
     prepare_teacher(opt, root)
+    set_random_seed(opt["manual_seed"] + opt["rank"])  # after the teacher stage, which seeds its own run
 
     # Resume (compat items 7, 8): states live in the experiment folder, found from any cwd.
     exp_root = Path(opt["path"]["experiments_root"])

@@ -20,6 +20,7 @@ from tests.conftest import (
     kill_when,
     run_torchrun,
     run_train,
+    tiny_options,
     tiny_teacher_checkpoint,
     write_options,
 )
@@ -163,3 +164,30 @@ def test_end_to_end_run_logs_each_term(bundled_root, tmp_path, teacher) -> None:
     for key in ("l_pix", "l_out", "l_mid", "l_total"):
         assert f'"{key}"' in history
     assert summary["metrics"]["psnr"] > 5
+
+
+def test_teacher_stage_then_same_student_as_with_an_existing_teacher(bundled_root, tmp_path) -> None:
+    """Stage 1 trains the teacher when missing, then the run equals one where the teacher already existed."""
+    teacher_opt = tiny_options(bundled_root, "t", **{"train:total_iter": 2})
+    teacher_opt["network_g"] = {
+        "type": "EDSR",
+        "num_in_ch": 3,
+        "num_out_ch": 3,
+        "num_feat": 16,
+        "num_block": 2,
+        "upscale": 4,
+        "img_range": 1.0,
+        "rgb_mean": [0.5, 0.5, 0.5],
+    }
+    recipe = write_options(tmp_path / "teacher.yml", teacher_opt)
+    ckpt = tmp_path / "experiments/t/models/net_g_latest.pth"
+    opt = distill_options(bundled_root, "first", teacher_opt["network_g"], ckpt, **{"train:total_iter": 2})
+    opt["path"]["teacher_recipe"] = str(recipe)
+    run_training(["-opt", str(write_options(tmp_path / "a.yml", opt))], root=tmp_path)
+    assert ckpt.is_file()
+    opt["name"] = "second"
+    run_training(["-opt", str(write_options(tmp_path / "b.yml", opt))], root=tmp_path)
+    first = torch.load(tmp_path / "experiments/first/models/net_g_latest.pth", weights_only=True)["params"]
+    second = torch.load(tmp_path / "experiments/second/models/net_g_latest.pth", weights_only=True)["params"]
+    for k, v in first.items():
+        assert torch.equal(v, second[k]), k
