@@ -190,7 +190,8 @@ class KitSRModel(SRModel):
 
         dataset_name = dataloader.dataset.opt["name"]
         metrics = ValidationMetrics(self.opt["val"].get("metrics") or {})
-        self._initialize_best_metric_results(dataset_name) if metrics.names else None
+        if metrics.names:
+            self._initialize_best_metric_results(dataset_name)
         compare_every = int(self.opt["val"].get("compare_every", 0))
         self._val_count += 1
         want_compare = compare_every > 0 and self._val_count % compare_every == 0
