@@ -1,7 +1,7 @@
 """Models as plain callables for evaluation and export: an ONNX file, a checkpoint, a teacher, bicubic.
 
 Every runner maps an ``(N, C, H, W)`` float32 tensor, RGB in [0, 1], to the model's output as a float32 CPU
-tensor, without gradients, so :func:`kit.evaluate.evaluate` and :func:`kit.infer.tiled.tiled_forward` treat
+tensor, without gradients, so :func:`kit.evaluation.evaluate` and :func:`kit.infer.tiled.tiled_forward` treat
 them alike::
 
     student = student_runner(opt)                    # experiments/<name>/models/net_g_latest.pth

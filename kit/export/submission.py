@@ -13,7 +13,7 @@ Steps (any failure exits non-zero and leaves the submissions folder as it was):
    inclusive) and optionally ``--max-gmacs`` at the reference input ``--input-size`` (default 256x256).
 3. ONNX (:mod:`kit.export.onnx_export`): export, ``onnx.checker`` (full check), onnxruntime vs PyTorch on a
    real photo at the export size and at a second, odd size (batch 2), parameters read back from the file.
-4. Latency (onnxruntime CPU), PSNR/SSIM of the ONNX model on the validation set (:func:`kit.evaluate.evaluate`).
+4. Latency (onnxruntime CPU), PSNR/SSIM of the ONNX model on the validation set (:func:`kit.evaluation.evaluate`).
 5. ``model.onnx``, ``weights.safetensors``, ``README.txt``, ``manifest.json`` (sha256 of the other files)
    written into a hidden temporary folder under the submissions folder, zipped, then renamed into place.
    An existing submission is never overwritten: ``--force`` moves it aside to ``<name>_replaced_<time>``.
@@ -244,7 +244,7 @@ def export_submission(
         BudgetError: over a limit; nothing is written.
         ExportError: export, checker or parity failed; nothing is left in ``out_dir``.
     """
-    from kit.evaluate import evaluate, validation_pairs
+    from kit.evaluation import evaluate, validation_pairs
     from kit.runners import OnnxRunner, load_student
 
     say = log or (lambda line: None)
