@@ -27,3 +27,27 @@ def test_bench_recipes_tiny(bundled_root, tmp_path) -> None:
     runs = json.loads((tmp_path / "recipes_tiny.json").read_text())["runs"]
     assert all(5 < r["psnr"] < 40 for r in runs)
     assert (tmp_path / "recipes_tiny.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
+    """The GPU-sized setting cannot run here; its options must still wire (paths, connectors, teachers)."""
+    import torch
+    from basicsr.archs import build_network
+
+    from tests.conftest import build
+
+    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = bench.SETTINGS["gpu"]
+    teacher_net = dict(cfg["teacher"])
+    ckpt = tmp_path / "t.pth"
+    torch.save({"params_ema": build_network(dict(teacher_net)).state_dict()}, ckpt)
+    for recipe in bench.RECIPES:
+        opt = bench.run_options("gpu", cfg, recipe, 0, teacher_net, [ckpt, ckpt])
+        opt["num_gpu"] = 0
+        opt["train"].pop("amp", None)  # bf16 autocast is for the GPU
+        opt["datasets"]["train"]["gt_size"] = 64  # a small dry forward
+        model = build(opt, tmp_path)
+        assert opt["network_g"]["num_feat"] == 52 and model.opt["train"]["total_iter"] == 3000, recipe
