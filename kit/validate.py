@@ -17,14 +17,16 @@ class OptionsKeyError(ValueError):
 
 
 def check_arguments(cls: Any, args: dict[str, Any], where: str) -> None:
-    """Raise when ``args`` holds a key the constructor of ``cls`` does not accept (or misses a required one)."""
+    """Raise when ``args`` holds a key the constructor of ``cls`` does not name (or misses a required one).
+
+    A ``**kwargs`` catch-all does not make a key acceptable: BasicSR's SwinIR swallows unknown keys there,
+    so a typo like ``upscal`` would otherwise build a network with the default value, silently.
+    """
     try:
         sig = inspect.signature(cls)
     except (TypeError, ValueError):
         return
     params = [p for p in sig.parameters.values() if p.name != "self"]
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
     names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for key in args:
         if key not in names:

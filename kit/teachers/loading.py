@@ -16,7 +16,6 @@ parameter requires a gradient. Keep it that way: never call ``.train()`` on it; 
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import os
@@ -31,6 +30,7 @@ from torch import nn
 from kit.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, load_checkpoint
 from kit.teachers.auto import AUTO_TYPE, check_auto_options, detect_from_state, looks_like
 from kit.teachers.errors import TeacherError
+from kit.validate import OptionsKeyError, check_arguments
 
 _IN_KEYS = ("num_in_ch", "in_chans", "in_channels", "in_nc", "in_ch")
 _PROBE_SIZE = 16
@@ -189,14 +189,10 @@ def _build_declared(network_opt: Mapping[str, Any]) -> tuple[nn.Module, int]:
         cls = ARCH_REGISTRY.get(type_name)
     except KeyError as err:  # kit.compat's message names the closest registered architectures
         raise TeacherError(f"{err.args[0]}; or let spandrel detect it: {{type: {AUTO_TYPE}}}") from err
-    kwargs = {k: v for k, v in network_opt.items() if k != "type"}
-    params = inspect.signature(cls.__init__).parameters
-    named = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"]
-    ignored = [k for k in kwargs if k not in named]
-    if ignored:
-        close = {k: difflib.get_close_matches(k, named, n=1) for k in ignored}
-        hints = ", ".join(f"'{k}'" + (f" (did you mean '{close[k][0]}'?)" if close[k] else "") for k in ignored)
-        raise TeacherError(f"teacher {type_name} has no argument {hints}; its arguments: {', '.join(named)}")
+    try:
+        check_arguments(cls, {k: v for k, v in network_opt.items() if k != "type"}, "teacher")
+    except OptionsKeyError as err:
+        raise TeacherError(str(err)) from err
     try:
         net = build_network(dict(network_opt))
     except TypeError as err:
