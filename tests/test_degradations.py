@@ -109,3 +109,14 @@ def test_dataset_sr_needs_bicubic_down(bundled_root) -> None:
     sr = _dataset(bundled_root, "val", scale=4, degradations=[{"type": "BicubicDown", "scale": 4}])
     item = sr[0]
     assert item["gt"].shape[-1] == 4 * item["lq"].shape[-1] and item["gt"].shape[-2] == 4 * item["lq"].shape[-2]
+
+
+def test_dataset_cache_is_not_modified_by_augmentation(bundled_root) -> None:
+    from kit.infer.images import read_image
+
+    train = _dataset(bundled_root, "train")
+    set_random_seed(0)
+    for i in range(60):  # many flipped/rotated crops of the same three images
+        train[i % len(train)]
+    for path, img in train._cache.items():
+        np.testing.assert_array_equal(img, read_image(path), err_msg=path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from kit.data.degraded_dataset import IMAGE_SUFFIXES
+from kit.infer.images import IMAGE_EXTENSIONS
 
 
 def check_folder(folder: str | None, where: str) -> int:
@@ -20,9 +20,9 @@ def check_folder(folder: str | None, where: str) -> int:
         return 0
     if not path.is_dir():
         raise FileNotFoundError(f"{where}: folder '{path}' does not exist; fix the path in the options")
-    files = [p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not files:
-        raise FileNotFoundError(f"{where}: folder '{path}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise FileNotFoundError(f"{where}: folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     for file in files:
         try:
             with Image.open(file) as img:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
 import numpy as np
 import torch
 from basicsr.data.transforms import augment
@@ -12,31 +9,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from kit.data.degradations import BicubicDown, apply_degradations, build_degradations
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted; a clear error when the folder is missing or empty."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"dataset folder '{folder}' does not exist; fix dataroot_gt/dataroot_lq")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"dataset folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """RGB float32 HWC in [0, 1]; 16-bit PNGs keep their precision; grayscale → 3 channels."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot decode image '{path}'; remove or replace the file")
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    img = img[..., :3][..., ::-1]  # BGR(A) -> RGB, alpha dropped
-    return (img.astype(np.float32) / scale).copy()
+from kit.infer.images import list_images, read_image
 
 
 @DATASET_REGISTRY.register()
@@ -68,6 +41,8 @@ class DegradedImageDataset(data.Dataset):
         self.opt = opt
         self.scale = int(opt.get("scale", 1))
         self.paths = list_images(opt["dataroot_gt"])
+        if not self.paths:
+            raise FileNotFoundError(f"dataset folder '{opt['dataroot_gt']}' holds no images; fix dataroot_gt")
         self.degradations = build_degradations(opt.get("degradations"))
         downs = [d for d in self.degradations if isinstance(d, BicubicDown)]
         factor = int(np.prod([d.scale for d in downs])) if downs else 1
@@ -77,6 +52,7 @@ class DegradedImageDataset(data.Dataset):
                 f"add {{type: BicubicDown, scale: {self.scale}}} (or fix scale)"
             )
         self.seed = int(opt.get("seed", 0))
+        self._cache: dict[str, np.ndarray] = {}  # decoded GT images: decode once, crop many times
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -88,7 +64,9 @@ class DegradedImageDataset(data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        gt = read_rgb(path)
+        if str(path) not in self._cache:
+            self._cache[str(path)] = read_image(path)  # RGB float32 [0, 1]
+        gt = self._cache[str(path)]
         s = self.scale
         if self.opt["phase"] == "train":
             size = int(self.opt["gt_size"])
@@ -97,11 +75,12 @@ class DegradedImageDataset(data.Dataset):
                 raise ValueError(f"image '{path}' ({h}x{w}) is smaller than gt_size {size}")
             top = np.random.randint(0, (h - size) // s + 1) * s
             left = np.random.randint(0, (w - size) // s + 1) * s
-            gt = gt[top : top + size, left : left + size]
+            # a copy: BasicSR's augment flips in place, and the crop is a view of the cached image
+            gt = gt[top : top + size, left : left + size].copy()
             gt = augment(gt, self.opt.get("use_hflip", True), self.opt.get("use_rot", True))
         else:
             h, w = gt.shape[:2]
-            gt = gt[: h - h % s, : w - w % s]
+            gt = gt[: h - h % s, : w - w % s].copy()
         lq = apply_degradations(np.ascontiguousarray(gt), self.degradations, self._rng(index))
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float()  # noqa: E731
         return {"lq": to_t(lq), "gt": to_t(gt), "lq_path": str(path), "gt_path": str(path)}
