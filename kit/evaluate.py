@@ -17,7 +17,7 @@ Metrics are those of :mod:`kit.metrics.psnr_ssim` (equal to BasicSR's numpy refe
 8 bits as ``tensor2img`` does. Default: the Y channel (BT.601) with a border of ``scale`` pixels (papers); NTIRE
 Efficient SR uses ``--rgb --crop-border 4``. Every report states which.
 
-The function API, reused by the export and the benchmarks::
+The function API (:mod:`kit.evaluation`), reused by the export and the benchmarks::
 
     result = evaluate({"student": runner}, folder_pairs(lq_dir, gt_dir, 4), scale=4)
     result.means()["student"]["psnr"]
@@ -33,10 +33,7 @@ import kit  # noqa: F401  (compat + registries)
 from kit.checkpoint import CheckpointError
 from kit.evaluation import (
     EvalResult,
-    EvalRow,
-    ImagePair,
     Model,
-    PairSource,
     bundled_pairs,
     degraded_pairs,
     evaluate,
@@ -46,19 +43,7 @@ from kit.evaluation import (
 )
 from kit.options import load_options
 
-__all__ = [
-    "EvalResult",
-    "EvalRow",
-    "ImagePair",
-    "PairSource",
-    "bundled_pairs",
-    "degraded_pairs",
-    "evaluate",
-    "folder_pairs",
-    "main",
-    "training_degradation",
-    "validation_pairs",
-]
+__all__ = ["build_parser", "main", "run"]
 
 
 # -------------------------------------------------------------------------------------------------------- CLI

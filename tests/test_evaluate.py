@@ -15,7 +15,8 @@ import pytest
 import torch
 from basicsr.archs import build_network
 
-from kit.evaluate import degraded_pairs, evaluate, folder_pairs, main, training_degradation
+from kit.evaluate import main
+from kit.evaluation import degraded_pairs, evaluate, folder_pairs, training_degradation
 from kit.export.onnx_export import export_onnx
 from kit.runners import BicubicRunner, OnnxRunner, TorchRunner, load_student
 from tests.conftest import DEVICE, REPO, distill_options, tiny_options, tiny_teacher_checkpoint, write_options

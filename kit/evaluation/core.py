@@ -21,10 +21,6 @@ def _to_tensor(img: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().unsqueeze(0)
 
 
-def _to_image(t: Tensor) -> np.ndarray:
-    return t[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-
-
 def evaluate(
     models: Mapping[str, Model],
     pairs: Iterable[ImagePair],
@@ -118,9 +114,9 @@ def evaluate(
 def _write_comparison(
     folder: Path, pair: ImagePair, outputs: dict[str, Tensor], rows: list[EvalRow], scale: int, y: bool, border: int
 ) -> Path:
-    from kit.infer.compare import comparison_png, pick_crop_box
+    from kit.infer.compare import comparison_png, detail_box, tensor_to_image
 
-    crops = {"LQ": pair.lq, **{k: _to_image(v) for k, v in outputs.items()}, "GT": pair.gt}
-    box = pick_crop_box(pair.gt, size=min(128, *pair.gt.shape[:2]), align=scale)
+    crops = {"LQ": pair.lq, **{k: tensor_to_image(v) for k, v in outputs.items()}, "GT": pair.gt}
+    box = detail_box(pair.gt, scale)
     title = f"{pair.name}: PSNR on {'Y' if y else 'RGB'}, border {border}"
     return comparison_png(folder / f"{pair.name}.png", crops, {r.model: r.psnr for r in rows}, box, title)

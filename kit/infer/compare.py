@@ -16,8 +16,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
-__all__ = ["comparison_png", "pick_crop_box", "upscale_nearest"]
+__all__ = ["comparison_png", "detail_box", "pick_crop_box", "tensor_to_image", "upscale_nearest"]
 
 Box = tuple[int, int, int, int]  # (top, left, height, width) in the largest image's pixels
 
@@ -57,6 +58,16 @@ def pick_crop_box(gt: np.ndarray, size: int, align: int = 1) -> Box:
     var = var[::align, ::align]
     top, left = np.unravel_index(int(np.argmax(var)), var.shape)
     return int(top) * align, int(left) * align, bh, bw
+
+
+def detail_box(gt: np.ndarray, scale: int, size: int = 128) -> Box:
+    """The box comparison pictures use: the most detailed ``size``² window of ``gt``, aligned to the scale."""
+    return pick_crop_box(gt, size=min(size, *gt.shape[:2]), align=scale)
+
+
+def tensor_to_image(t: torch.Tensor) -> np.ndarray:
+    """First image of an ``(N, 3, H, W)`` tensor in [0, 1] as RGB float32 HWC, clamped (for the panels)."""
+    return t[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:

@@ -229,7 +229,7 @@ class KitSRModel(SRModel):
         return {}
 
     def _write_comparison(self, name: str, current_iter: int, sr: torch.Tensor, gt: torch.Tensor) -> None:
-        from kit.infer.compare import comparison_png, pick_crop_box
+        from kit.infer.compare import comparison_png, detail_box, tensor_to_image
         from kit.metrics import psnr, quantize
 
         scale = int(self.opt.get("scale", 1))
@@ -240,9 +240,8 @@ class KitSRModel(SRModel):
         psnrs = {
             k: float(psnr(quantize(v), quantize(gt), crop_border=border, y_channel=True)[0]) for k, v in panels.items()
         }
-        to_np = lambda t: t[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # noqa: E731
-        images = {"LQ": to_np(lq), **{k: to_np(v) for k, v in panels.items()}, "GT": to_np(gt)}
-        box = pick_crop_box(images["GT"], size=min(128, *images["GT"].shape[:2]), align=scale)
+        images = {k: tensor_to_image(v) for k, v in {"LQ": lq, **panels, "GT": gt}.items()}
+        box = detail_box(images["GT"], scale)
         path = Path(self.opt["path"]["visualization"]) / f"compare_{name}_{current_iter}.png"
         comparison_png(path, images, psnrs, box=box, title=f"{name} @ iter {current_iter} (PSNR Y, border {border})")
         get_root_logger().info(f"Comparison picture: {path}")
