@@ -151,7 +151,9 @@ def pair_advice(student: tuple[int, ...] | str, teacher: tuple[int, ...] | str) 
     """What a feature pair needs: reasons (one line each) and the connector options (``None``: not needed).
 
     Example: ``(1, 48, 16, 16)`` vs ``(1, 64, 32, 32)`` → channels 48→64 and spatial 16×16 vs 32×32:
-    ``{type: ConvConnector, in_channels: 48, out_channels: 64, resize: bilinear}``.
+    ``{type: ConvConnector, in_channels: 48, out_channels: 64, norm: null, act: null, resize: bilinear}``.
+    The connector is a plain 1×1 convolution (no BatchNorm, no activation): the shipped CWD pair uses that, and
+    a ReLU would make the negative half of a pre-activation teacher feature unreachable.
     """
     for role, shape in (("student", student), ("teacher", teacher)):
         if isinstance(shape, str) or len(shape) != 4:
@@ -164,7 +166,7 @@ def pair_advice(student: tuple[int, ...] | str, teacher: tuple[int, ...] | str) 
     conn: dict[str, Any] = {}
     if cs != ct:
         reasons.append(f"channels {cs}→{ct}: ConvConnector in_channels {cs}, out_channels {ct}")
-        conn = {"type": "ConvConnector", "in_channels": cs, "out_channels": ct}
+        conn = {"type": "ConvConnector", "in_channels": cs, "out_channels": ct, "norm": None, "act": None}
     if (hs, ws) != (ht, wt):
         reasons.append(f"spatial {hs}×{ws} vs {ht}×{wt}: set resize: bilinear in the connector, or pick another layer")
         conn = conn or {"type": "IdentityConnector"}
@@ -177,10 +179,14 @@ def pair_advice(student: tuple[int, ...] | str, teacher: tuple[int, ...] | str) 
 def pair_snippet(
     student: str, teacher: str, connector: dict | None, name: str = "mid", teacher_name: str | None = None
 ) -> str:
-    """A ready-to-paste ``train.distill`` entry for one pair."""
+    """A ready-to-paste ``train.distill`` entry for one pair.
+
+    The loss is channel-wise distillation (CWD) with pair balancing: that is what ``bench/bench_recipes.py``
+    measured to help on the bundled photos, while a FitNets L2 pair did not (bench/results/recipes_cpu.md).
+    """
 
     def flow(d: dict) -> str:
-        return "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
+        return "{" + ", ".join(f"{k}: {'null' if v is None else v}" for k, v in d.items()) + "}"
 
     lines = ["train:", "  distill:", f"    {name}:", f"      student: {student}"]
     lines.append(f"      teacher: {teacher}")
@@ -188,9 +194,9 @@ def pair_snippet(
         lines.append(f"      teacher_name: {teacher_name}")
     if connector:
         lines.append(f"      connector: {flow(connector)}")
-    lines.append("      loss: {type: L2Loss, normalize: true, loss_weight: 0.1}  # start small; compare with no pair")
+    lines.append("      loss: {type: ChannelWiseDivergence, tau: 4.0, loss_weight: 1.0}  # FitNets: {type: L2Loss}")
     lines.append("  recipes:")
-    lines.append("    balance: {ratio: 0.1, warmup_iter: 100}  # keeps the pair under 10% of the pixel loss")
+    lines.append("    balance: {ratio: 0.1, warmup_iter: 20}  # keeps the pair under 10% of the pixel loss")
     return "\n".join(lines)
 
 

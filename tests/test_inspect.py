@@ -105,6 +105,9 @@ def test_missing_teacher_checkpoint_uses_random_weights(tmp_path, capsys):
     assert teacher["conv_first"] == ("1×24×32×32", "24", "")
 
 
+PLAIN = {"norm": None, "act": None}  # a plain 1×1 conv, as the shipped CWD pair
+
+
 def _snippet(text: str) -> dict:
     return parse_yaml(text[text.index("train:") :])["train"]["distill"]["mid"]
 
@@ -117,17 +120,22 @@ def _snippet(text: str) -> dict:
             "body.10",
             "conv_up1",
             "channels 12→24: ConvConnector in_channels 12, out_channels 24",
-            {"type": "ConvConnector", "in_channels": 12, "out_channels": 24},
+            {"type": "ConvConnector", "in_channels": 12, "out_channels": 24, **PLAIN},
         ),
         # spatial and channels: the teacher's body runs at 32×32 after pixel-unshuffle
         (
             "body.0",
             "body.0",
             "spatial 64×64 vs 32×32: set resize: bilinear in the connector, or pick another layer",
-            {"type": "ConvConnector", "in_channels": 16, "out_channels": 24, "resize": "bilinear"},
+            {"type": "ConvConnector", "in_channels": 16, "out_channels": 24, **PLAIN, "resize": "bilinear"},
         ),
         ("upsampler", "conv_last", "shapes match: connector optional", None),
-        ("body.10", "lrelu#0", "channels 12→24", {"type": "ConvConnector", "in_channels": 12, "out_channels": 24}),
+        (
+            "body.10",
+            "lrelu#0",
+            "channels 12→24",
+            {"type": "ConvConnector", "in_channels": 12, "out_channels": 24, **PLAIN},
+        ),
     ],
 )
 def test_pair_reports_connector(options, capsys, student, teacher, reason, connector):
@@ -137,7 +145,7 @@ def test_pair_reports_connector(options, capsys, student, teacher, reason, conne
     entry = _snippet(text)
     assert entry["student"] == student and entry["teacher"] == teacher
     assert entry.get("connector") == connector
-    assert entry["loss"]["type"] == "L2Loss"
+    assert entry["loss"]["type"] == "ChannelWiseDivergence"
 
 
 def test_pair_connector_maps_student_to_teacher_shape(options, capsys):
@@ -210,3 +218,19 @@ def test_kit_student_paths_and_shapes(tmp_path, capsys):
     assert s["upsampler"] == ("1×3×96×80", "3", "")
     assert t["body.7"] == ("1×64×24×20", "64", "")  # ... and its teacher side
     assert t["upsample"] == ("1×64×96×80", "64", "")
+
+
+def test_pair_suggests_the_shipped_cwd_pair(tmp_path, capsys):
+    """``--pair body.3 body.7`` on options/distill.yml prints the entry that file ships (the measured recipe)."""
+    from kit.options import REPO_ROOT, load_options
+
+    opt = load_options(REPO_ROOT / "options/distill.yml")
+    shipped = opt["train"]
+    opt["path"] = {}
+    path = tmp_path / "d.yml"
+    path.write_text(yaml.safe_dump(opt))
+    assert main(["-opt", str(path), "--pair", "body.3", "body.7", "--name", "cwd"]) == 0
+    text = capsys.readouterr().out
+    printed = parse_yaml(text[text.index("train:") :])["train"]
+    assert printed["distill"]["cwd"] == shipped["distill"]["cwd"]
+    assert printed["recipes"] == shipped["recipes"]
