@@ -14,40 +14,39 @@ Steps (any failure exits non-zero and leaves the submissions folder as it was):
 3. ONNX (:mod:`kit.export.onnx_export`): export, ``onnx.checker`` (full check), onnxruntime vs PyTorch on a
    real photo at the export size and at a second, odd size (batch 2), parameters read back from the file.
 4. Latency (onnxruntime CPU), PSNR/SSIM of the ONNX model on the validation set (:func:`kit.evaluation.evaluate`).
-5. ``model.onnx``, ``weights.safetensors``, ``README.txt``, ``manifest.json`` (sha256 of the other files)
-   written into a hidden temporary folder under the submissions folder, zipped, then renamed into place.
+5. ``model.onnx``, ``weights.safetensors``, ``README.txt``, ``manifest.json`` (sha256 of the other files;
+   :mod:`kit.export.manifest`) written into a hidden temporary folder under the submissions folder, zipped, then
+   renamed into place.
    An existing submission is never overwritten: ``--force`` moves it aside to ``<name>_replaced_<time>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
-import hashlib
-import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 from kit.archs.deploy import deploy_network
 from kit.checkpoint import CheckpointError
-from kit.export.budget import MACS_METHOD, BudgetError, budget_violations, measure_budget
+from kit.export.budget import Budget, BudgetError, budget_violations, measure_budget
+from kit.export.manifest import OnnxRecord, ValidationRecord, build_manifest, git_state, sha256_file, write_records
 from kit.export.onnx_export import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
-    INPUT_NAME,
-    OUTPUT_NAME,
     ExportError,
     check_onnx,
     check_parity,
@@ -73,7 +72,8 @@ __all__ = [
 DEFAULT_OUT_DIR = REPO_ROOT / "submissions"
 DEFAULT_MAX_PARAMS = 5_000_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_FILES = ("model.onnx", "weights.safetensors", "README.txt")  # manifest.json lists their sha256
+
+_Say = Callable[[str], None]
 
 
 class SubmissionError(ValueError):
@@ -88,119 +88,6 @@ class SubmissionResult:
     zip: Path
     manifest: dict[str, Any]
     replaced: list[Path]
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
-    """``{"commit": <HEAD or "unknown">, "dirty": bool | None}`` (dirty: tracked files modified)."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": commit or "unknown", "dirty": bool(status.strip())}
-
-
-def _existing(out_dir: Path, name: str) -> list[Path]:
-    return [p for p in (out_dir / name, out_dir / f"{name}.zip") if p.exists()]
-
-
-def _refuse_existing(out_dir: Path, name: str) -> None:
-    found = _existing(out_dir, name)
-    if found:
-        raise SubmissionError(
-            f"a submission named '{name}' already exists ({', '.join(str(p) for p in found)}); it is not overwritten. "
-            f"Pass --force to move it aside to {name}_replaced_<time>, or choose another --name"
-        )
-
-
-def _move_aside(out_dir: Path, name: str) -> list[Path]:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base, i = f"{name}_replaced_{stamp}", 1
-    while _existing(out_dir, base):
-        base, i = f"{name}_replaced_{stamp}_{i}", i + 1
-    moved = []
-    for old in _existing(out_dir, name):
-        new = out_dir / (base + (".zip" if old.suffix == ".zip" and old.is_file() else ""))
-        os.replace(old, new)
-        moved.append(new)
-    return moved
-
-
-def _validation_settings(opt: Mapping[str, Any], scale: int) -> tuple[bool, int]:
-    """Y/RGB and border of the options' PSNR metric (``val.metrics``), else Y with a border of ``scale``."""
-    for spec in ((opt.get("val") or {}).get("metrics") or {}).values():
-        if isinstance(spec, Mapping) and "psnr" in str(spec.get("type", "")):
-            return bool(spec.get("test_y_channel", False)), int(spec.get("crop_border", 0))
-    return True, scale
-
-
-def _task(scale: int) -> str:
-    return f"x{scale} super-resolution" if scale > 1 else "same-size restoration (scale 1)"
-
-
-def _readme(m: dict[str, Any]) -> str:
-    s = m["scale"]
-    val, par, size = m["validation"], m["parity"], m["macs"]["reference_input"]
-    out_hw = f"(H*{s}) x (W*{s})" if s > 1 else "H x W"
-    errors = ", ".join(f"{c['max_abs_error']:.2e} at {'x'.join(map(str, c['input_shape']))}" for c in par["checks"])
-    onnx_note = f" ({m['params']['note']})" if m["params"]["note"] else ""
-    return f"""{m["name"]}: {m["architecture"]} student, {_task(s)}
-
-Files
-  model.onnx            the network: ONNX opset {m["onnx"]["opset"]}, {m["onnx"]["weights_dtype"]} weights
-  weights.safetensors   the same weights as a PyTorch state dict of {m["architecture"]} (deployed, fused form)
-  manifest.json         every number below, sha256 of these files, the options and the code version
-
-Input and output
-  input  "{INPUT_NAME}":  float32, N x 3 x H x W, RGB, values in [0, 1]; N, H and W are free
-  output "{OUTPUT_NAME}": float32, N x 3 x {out_hw}, RGB, [0, 1] (clip before saving)
-  An 8-bit image is img_uint8 / 255 in, round(clip(output, 0, 1) * 255) out.
-
-Run it (Python, onnxruntime)
-  import cv2, numpy as np, onnxruntime as ort
-  sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
-  rgb = cv2.imread("in.png", cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32) / 255  # H x W x 3, RGB
-  x = np.ascontiguousarray(rgb.transpose(2, 0, 1))[None]                              # 1 x 3 x H x W
-  y = sess.run(["{OUTPUT_NAME}"], {{"{INPUT_NAME}": x}})[0][0].transpose(1, 2, 0)
-  cv2.imwrite("out.png", (np.clip(y, 0, 1) * 255).round().astype(np.uint8)[:, :, ::-1])
-
-Numbers
-  parameters: {m["params"]["torch"]:,d} (sum of numel of the deployed PyTorch network); \
-ONNX weights: {m["params"]["onnx"]:,d}{onnx_note}
-  GMACs: {m["macs"]["gmacs"]:.4f} for a {"x".join(map(str, size))} input ({MACS_METHOD})
-  PSNR {val["psnr"]:.3f} dB, SSIM {val["ssim"]:.4f} ({"Y channel" if val["y_channel"] else "RGB"}, \
-border {val["crop_border"]} px) on {val["num_images"]} images: {val["data"]}
-  onnxruntime CPU latency: {m["latency"]["onnxruntime_cpu_ms_median"]:.1f} ms, median of {m["latency"]["runs"]} \
-runs at {"x".join(map(str, m["latency"]["input_shape"]))} (on the machine that exported it)
-  ONNX vs PyTorch, max abs error: {errors} (tolerance {par["tolerance"]:g})
-"""
-
-
-def _write_zip(folder: Path, zip_path: Path) -> None:
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(folder.iterdir()):
-            zf.write(f, arcname=f"{folder.name}/{f.name}")
-
-
-def _json_safe(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
 
 
 def export_submission(
@@ -244,17 +131,69 @@ def export_submission(
         BudgetError: over a limit; nothing is written.
         ExportError: export, checker or parity failed; nothing is left in ``out_dir``.
     """
-    from kit.evaluation import evaluate, validation_pairs
-    from kit.runners import OnnxRunner, load_student
-
     say = log or (lambda line: None)
+    name, out_dir = _check_target(opt, name, out_dir, force)
+    h, w = (int(v) for v in input_size)
+    deployed, loaded, budget = _deployed_within_budget(opt, checkpoint, h, w, max_params, max_gmacs, out_dir, say)
+
+    with _staging(out_dir, name) as tmp:
+        staged = tmp / name
+        staged.mkdir()
+        onnx, runner, inputs = _export_verified_onnx(deployed, staged / "model.onnx", opt, h, w, opset, fp16, say)
+        scale = _output_scale(deployed, inputs[0], opt, h, w)
+        validation = _validate_onnx(runner, inputs[0], opt, scale, latency_runs, say)
+        _save_weights(deployed, staged / "weights.safetensors")
+        manifest = build_manifest(
+            name=name,
+            architecture=type(deployed).__name__,
+            scale=scale,
+            budget=budget,
+            reference_input=[1, 3, h, w],
+            max_params=max_params,
+            max_gmacs=max_gmacs,
+            onnx=onnx,
+            validation=validation,
+            checkpoint=loaded,
+            options_file=options_file,
+            opt=opt,
+        )
+        write_records(staged, manifest)
+        _zip_readable(staged, tmp / f"{name}.zip")
+        replaced = _put_in_place(tmp, out_dir, name, force)
+    return SubmissionResult(out_dir / name, out_dir / f"{name}.zip", manifest, replaced)
+
+
+def _check_target(
+    opt: Mapping[str, Any], name: str | None, out_dir: str | os.PathLike, force: bool
+) -> tuple[str, Path]:
+    """The submission name and folder, refused before any work when the name is bad or taken (without ``force``)."""
     name = str(name or opt["name"])
     if not _NAME.match(name):
         raise SubmissionError(f"submission name '{name}' may only hold letters, digits, '.', '_' and '-'; use --name")
     out_dir = Path(out_dir)
     if not force:
         _refuse_existing(out_dir, name)
-    h, w = (int(v) for v in input_size)
+    return name, out_dir
+
+
+def _deployed_within_budget(
+    opt: Mapping[str, Any],
+    checkpoint: str | os.PathLike | None,
+    h: int,
+    w: int,
+    max_params: int | None,
+    max_gmacs: float | None,
+    out_dir: Path,
+    say: _Say,
+) -> tuple[nn.Module, dict[str, str], Budget]:
+    """Load the student, fuse it to its deployed form and measure it at ``1x3xHxW`` against the limits.
+
+    The deployed network is what ships, so it is the one counted; over a limit raises before anything is written.
+
+    Returns:
+        The deployed network (float32, CPU), ``{"path", "param_key"}`` of the loaded weights, and its budget.
+    """
+    from kit.runners import load_student
 
     net, loaded = load_student(opt, checkpoint)
     say(f"student: {type(net).__name__} from {loaded['path']} [{loaded['param_key']}]")
@@ -271,143 +210,147 @@ def export_submission(
             f"over budget, nothing written to '{out_dir}': {params_text}, {gmacs_text}\n  " + "\n  ".join(problems)
         )
     say(f"size gate passed: {params_text}, {gmacs_text}")
+    return deployed, loaded, budget
 
+
+@contextlib.contextmanager
+def _staging(out_dir: Path, name: str) -> Iterator[Path]:
+    """A hidden temporary folder inside ``out_dir``, removed on exit, for building the submission before it is moved in.
+
+    Staging inside ``out_dir`` keeps the final moves on one file system (atomic renames). On any failure, ``out_dir``
+    is left as it was: the temporary folder goes, and so does ``out_dir`` itself if this run created it.
+    """
     created_out_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out_dir))
     try:
-        staged = tmp / name
-        staged.mkdir()
-        onnx_path = export_onnx(deployed, staged / "model.onnx", (1, 3, h, w), opset, fp16)
-        onnx_model = check_onnx(onnx_path)
-        counted = onnx_param_count(onnx_model)
-        say(f"ONNX written and checked (opset {opset}, {counted.params:,d} weights in initializers)")
-
-        runner = OnnxRunner(onnx_path)
-        photo, photo_path = reference_photo(int(opt.get("scale", 1)))
-        inputs = parity_inputs(photo, h, w)
-        tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
-        checks = check_parity(deployed, runner, inputs, tolerance)
-        summary = ", ".join(f"{c.max_abs_error:.2e} at {'x'.join(map(str, c.input_shape))}" for c in checks)
-        if not all(c.ok for c in checks):
-            raise ExportError(f"onnxruntime differs from PyTorch by more than {tolerance:g}: {summary}")
-        say(f"parity: onnxruntime vs PyTorch max abs error {summary} (tolerance {tolerance:g})")
-        with torch.inference_mode():
-            out_shape = tuple(deployed(inputs[0]).shape)
-        scale = out_shape[-1] // w
-        if out_shape[-2:] != (h * scale, w * scale) or scale != int(opt.get("scale", scale)):
-            raise ExportError(f"the student maps 1x3x{h}x{w} to {out_shape}; that is not the options' scale")
-
-        ms = latency_ms(runner, inputs[0], runs=latency_runs)
-        y_channel, border = _validation_settings(opt, scale)
-        result = evaluate({"onnx": runner}, validation_pairs(opt, scale), scale, y_channel, border)
-        means = result.means()["onnx"]
-        say(f"validation: PSNR {means['psnr']:.3f} dB, SSIM {means['ssim']:.4f} ({result.metric_label})")
-
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in deployed.state_dict().items()}
-        save_file(state, str(staged / "weights.safetensors"), metadata={"architecture": type(deployed).__name__})
-
-        diff = budget.params - counted.params
-        note = ""
-        if diff:
-            note = (
-                f"{abs(diff):,d} {'fewer' if diff > 0 else 'more'} than PyTorch: the exporter folded constants "
-                "(buffers, or parameters combined at export) into the initializers"
-            )
-        if counted.constants:
-            note = (
-                note + "; " if note else ""
-            ) + f"besides {counted.constants:,d} non-weight constant elements: shapes, indices"
-        manifest: dict[str, Any] = {
-            "name": name,
-            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "architecture": type(deployed).__name__,
-            "scale": scale,
-            "task": _task(scale),
-            "params": {
-                "torch": budget.params,
-                "onnx": counted.params,
-                "onnx_constants": counted.constants,
-                "note": note,
-            },
-            "macs": {
-                "gmacs": budget.gmacs,
-                "macs": budget.macs,
-                "reference_input": [1, 3, h, w],
-                "method": MACS_METHOD,
-            },
-            "limits": {"max_params": max_params, "max_gmacs": max_gmacs, "inclusive": True},
-            "onnx": {
-                "file": "model.onnx",
-                "opset": int(opset),
-                "exporter": f"torch.onnx.export (TorchScript, dynamo=False), torch {torch.__version__}",
-                "weights_dtype": "float16" if fp16 else "float32",
-                "input_name": INPUT_NAME,
-                "output_name": OUTPUT_NAME,
-                "io": {"layout": "NCHW", "dtype": "float32", "color": "RGB", "range": [0.0, 1.0]},
-                "dynamic_axes": ["batch", "height", "width"],
-            },
-            "parity": {
-                "tolerance": tolerance,
-                "reference": "the deployed PyTorch network in float32",
-                "photo": photo_path,
-                "checks": [asdict(c) for c in checks],
-            },
-            "latency": {
-                "onnxruntime_cpu_ms_median": ms,
-                "runs": latency_runs,
-                "input_shape": list(inputs[0].shape),
-                "cpu_threads": os.cpu_count(),
-                "provider": "CPUExecutionProvider",
-            },
-            "validation": {
-                "psnr": means["psnr"],
-                "ssim": means["ssim"],
-                "y_channel": y_channel,
-                "crop_border": border,
-                "metric": result.metric_label,
-                "data": result.data,
-                "num_images": len(result.images()),
-                "per_image": [{"image": r.image, "psnr": r.psnr, "ssim": r.ssim} for r in result.rows],
-                "notes": result.notes,
-            },
-            "checkpoint": {
-                "path": loaded["path"],
-                "param_key": loaded["param_key"],
-                "sha256": sha256_file(loaded["path"]),
-            },
-            "options_file": options_file,
-            "options": _json_safe(opt),
-            "kit_version": _kit_version(),
-            "git": git_state(),
-        }
-        (staged / "README.txt").write_text(_readme(manifest), encoding="utf-8")
-        manifest["files"] = {f: sha256_file(staged / f) for f in _FILES}
-        manifest["files_note"] = "sha256 of each file; manifest.json is not listed (it cannot hold its own hash)"
-        (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        for f in staged.iterdir():
-            f.chmod(0o644)  # safetensors writes 0600; the organisers need to read the files
-        _write_zip(staged, tmp / f"{name}.zip")
-
-        replaced = _move_aside(out_dir, name) if force else []
-        _refuse_existing(out_dir, name)  # another run may have written it meanwhile
-        os.replace(staged, out_dir / name)
-        os.replace(tmp / f"{name}.zip", out_dir / f"{name}.zip")
+        yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if created_out_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise
     shutil.rmtree(tmp, ignore_errors=True)
-    return SubmissionResult(out_dir / name, out_dir / f"{name}.zip", manifest, replaced)
 
 
-def _kit_version() -> str:
-    import kit
+def _export_verified_onnx(
+    deployed: nn.Module, path: Path, opt: Mapping[str, Any], h: int, w: int, opset: int, fp16: bool, say: _Say
+) -> tuple[OnnxRecord, Callable[[Tensor], Tensor], list[Tensor]]:
+    """Export ``deployed`` to ``path``, run the full checker, and compare onnxruntime with PyTorch on a real photo.
 
-    return getattr(kit, "__version__", "unknown")
+    A file that fails any check raises :class:`ExportError`: nothing unverified is submitted.
+
+    Returns:
+        The record for the manifest, the onnxruntime runner, and the parity inputs (the first is ``1x3xHxW``).
+    """
+    from kit.runners import OnnxRunner
+
+    onnx_path = export_onnx(deployed, path, (1, 3, h, w), opset, fp16)
+    onnx_model = check_onnx(onnx_path)
+    counted = onnx_param_count(onnx_model)
+    say(f"ONNX written and checked (opset {opset}, {counted.params:,d} weights in initializers)")
+
+    runner = OnnxRunner(onnx_path)
+    photo, photo_path = reference_photo(int(opt.get("scale", 1)))
+    inputs = parity_inputs(photo, h, w)
+    tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
+    checks = check_parity(deployed, runner, inputs, tolerance)
+    summary = ", ".join(f"{c.max_abs_error:.2e} at {'x'.join(map(str, c.input_shape))}" for c in checks)
+    if not all(c.ok for c in checks):
+        raise ExportError(f"onnxruntime differs from PyTorch by more than {tolerance:g}: {summary}")
+    say(f"parity: onnxruntime vs PyTorch max abs error {summary} (tolerance {tolerance:g})")
+    return OnnxRecord(opset, fp16, counted, tolerance, photo_path, checks), runner, inputs
+
+
+def _output_scale(deployed: nn.Module, x: Tensor, opt: Mapping[str, Any], h: int, w: int) -> int:
+    """The student's scale, measured on ``x`` (``1x3xHxW``); raises when it is not the options' ``scale``."""
+    with torch.inference_mode():
+        out_shape = tuple(deployed(x).shape)
+    scale = out_shape[-1] // w
+    if out_shape[-2:] != (h * scale, w * scale) or scale != int(opt.get("scale", scale)):
+        raise ExportError(f"the student maps 1x3x{h}x{w} to {out_shape}; that is not the options' scale")
+    return scale
+
+
+def _validate_onnx(
+    runner: Callable[[Tensor], Tensor], x: Tensor, opt: Mapping[str, Any], scale: int, runs: int, say: _Say
+) -> ValidationRecord:
+    """Time the ONNX model on ``x`` and measure its PSNR/SSIM on the validation set, as the options' metric does.
+
+    The ONNX file, not the PyTorch network, is evaluated: the numbers describe what is submitted.
+    """
+    from kit.evaluation import evaluate, validation_pairs
+
+    ms = latency_ms(runner, x, runs=runs)
+    y_channel, border = _validation_settings(opt, scale)
+    result = evaluate({"onnx": runner}, validation_pairs(opt, scale), scale, y_channel, border)
+    means = result.means()["onnx"]
+    say(f"validation: PSNR {means['psnr']:.3f} dB, SSIM {means['ssim']:.4f} ({result.metric_label})")
+    return ValidationRecord(ms, runs, list(x.shape), y_channel, border, result, means)
+
+
+def _validation_settings(opt: Mapping[str, Any], scale: int) -> tuple[bool, int]:
+    """Y/RGB and border of the options' PSNR metric (``val.metrics``), else Y with a border of ``scale``."""
+    for spec in ((opt.get("val") or {}).get("metrics") or {}).values():
+        if isinstance(spec, Mapping) and "psnr" in str(spec.get("type", "")):
+            return bool(spec.get("test_y_channel", False)), int(spec.get("crop_border", 0))
+    return True, scale
+
+
+def _save_weights(deployed: nn.Module, path: Path) -> None:
+    """The deployed weights as safetensors (no pickle), with the architecture name in the metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in deployed.state_dict().items()}
+    save_file(state, str(path), metadata={"architecture": type(deployed).__name__})
+
+
+def _zip_readable(folder: Path, zip_path: Path) -> None:
+    """Make every file of ``folder`` world-readable, then zip them under ``<folder name>/``."""
+    for f in folder.iterdir():
+        f.chmod(0o644)  # safetensors writes 0600; the organisers need to read the files
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.iterdir()):
+            zf.write(f, arcname=f"{folder.name}/{f.name}")
+
+
+def _put_in_place(tmp: Path, out_dir: Path, name: str, force: bool) -> list[Path]:
+    """Rename the verified ``tmp/<name>/`` and ``tmp/<name>.zip`` into ``out_dir``; returns what was moved aside.
+
+    This is the first change to ``out_dir`` itself. With ``force`` the old submission is moved aside first; the
+    existence check is repeated because another run may have written the same name since the start.
+    """
+    replaced = _move_aside(out_dir, name) if force else []
+    _refuse_existing(out_dir, name)  # another run may have written it meanwhile
+    os.replace(tmp / name, out_dir / name)
+    os.replace(tmp / f"{name}.zip", out_dir / f"{name}.zip")
+    return replaced
+
+
+def _existing(out_dir: Path, name: str) -> list[Path]:
+    return [p for p in (out_dir / name, out_dir / f"{name}.zip") if p.exists()]
+
+
+def _refuse_existing(out_dir: Path, name: str) -> None:
+    found = _existing(out_dir, name)
+    if found:
+        raise SubmissionError(
+            f"a submission named '{name}' already exists ({', '.join(str(p) for p in found)}); it is not overwritten. "
+            f"Pass --force to move it aside to {name}_replaced_<time>, or choose another --name"
+        )
+
+
+def _move_aside(out_dir: Path, name: str) -> list[Path]:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base, i = f"{name}_replaced_{stamp}", 1
+    while _existing(out_dir, base):
+        base, i = f"{name}_replaced_{stamp}_{i}", i + 1
+    moved = []
+    for old in _existing(out_dir, name):
+        new = out_dir / (base + (".zip" if old.suffix == ".zip" and old.is_file() else ""))
+        os.replace(old, new)
+        moved.append(new)
+    return moved
 
 
 def _count(text: str) -> int:
