@@ -106,6 +106,9 @@ RECIPES = {
     "fitnets_balanced": ({"output": OUTPUT_KD, "fitnets": FITNETS_PAIR}, {"balance": BALANCE}, False),
     "cwd_balanced": ({"output": OUTPUT_KD, "cwd": CWD_PAIR}, {"balance": BALANCE}, False),
     "mix+upcycle": ({}, {"mix": MIX, "upcycle": UPCYCLE}, False),
+    # the same as output_kd / mix, with the teacher's images precomputed by train.teacher_cache
+    "output_kd_cached": ({"output": OUTPUT_KD}, {}, False),
+    "mix_cached": ({}, {"mix": MIX}, False),
 }
 
 
@@ -188,6 +191,8 @@ def run_options(setting: str, cfg: dict, recipe: str, seed: int, teacher_net: di
             entry["teacher"] = _teacher_last_block(teacher_net)
     opt["train"]["distill"] = distill
     opt["train"]["recipes"] = recipes
+    if recipe.endswith("_cached"):
+        opt["train"]["teacher_cache"] = {"root": str(OUT / "teacher_cache")}
     if several:
         opt["teachers"] = {
             "mid": {"network": teacher_net, "checkpoint": str(snapshots[0]), "weight": 1.0},

@@ -28,7 +28,9 @@ from kit import compat
 from kit.data.bundled import ensure_for_options
 from kit.data.checks import check_datasets
 from kit.data.sampler import ResumableSampler
+from kit.distill.teacher_cache import build_teacher_cache, cache_enabled, check_cache_usable, teacher_folders
 from kit.options import REPO_ROOT, parse_train_options
+from kit.teachers import teacher_entries
 
 LOGGER_NAME = "basicsr"
 
@@ -125,6 +127,22 @@ def prepare_teacher(opt: dict, root: Path) -> None:
         )
 
 
+def prepare_teacher_cache(opt: dict, root: Path) -> None:
+    """With ``train.teacher_cache``: run the teacher(s) once over the training images (rank 0; cached on disk)
+    and point the train dataset at their images, so that no step runs a teacher for the output target."""
+    if not cache_enabled(opt):
+        return
+    dataset_opt = opt["datasets"]["train"]
+    lq_paths = [p["lq_path"] for p in build_dataset(dataset_opt).paths]
+    folder = None
+    if opt["rank"] == 0:
+        folder = build_teacher_cache(opt, lq_paths, root, torch.device("cuda" if opt["num_gpu"] else "cpu"))
+    barrier(opt)
+    if folder is None:  # the other ranks: the folder rank 0 completed (found, not rebuilt)
+        folder = build_teacher_cache(opt, lq_paths, root)
+    dataset_opt["teacher_outputs"] = teacher_folders(folder, list(teacher_entries(opt)))
+
+
 def build_loaders(opt: dict) -> tuple[Any, ResumableSampler, list, int]:
     """Train loader (with a resumable sampler) and validation loaders; returns batches per epoch too."""
     train_loader, sampler, val_loaders = None, None, []
@@ -176,6 +194,8 @@ def run_training(
         ensure_for_options(opt)
     barrier(opt)
     check_datasets(opt)
+    if cache_enabled(opt):
+        check_cache_usable(opt)
     prepare_teacher(opt, root)
     set_random_seed(opt["manual_seed"] + opt["rank"])  # after the teacher stage, which seeds its own run
 
@@ -207,6 +227,7 @@ def run_training(
 
         tb_logger = SummaryWriter(log_dir=str(root / "tb_logger" / opt["name"]))
 
+    prepare_teacher_cache(opt, root)
     train_loader, sampler, val_loaders, per_epoch = build_loaders(opt)
     total_iters = int(opt["train"]["total_iter"])
     model = build_model(opt)
@@ -230,6 +251,7 @@ def run_training(
     val_freq = opt.get("val", {}).get("val_freq") if opt.get("val") else None
     save_freq = int(opt["logger"]["save_checkpoint_freq"])
     iter_time = data_time = 0.0
+    validated_at = None
     start = time.time()
 
     while current_iter < total_iters:
@@ -262,6 +284,7 @@ def run_training(
             if val_freq and current_iter % val_freq == 0:
                 for val_loader in val_loaders:
                     model.validation(val_loader, current_iter, tb_logger, opt["val"].get("save_img", False))
+                validated_at = current_iter
             tic = time.time()
             batch = prefetcher.next()
         if batch is None:  # the epoch ran out: next epoch from its start
@@ -275,9 +298,10 @@ def run_training(
     model.save(epoch=-1, current_iter=-1)
     metrics: dict = {}
     if opt.get("val") is not None:
-        for val_loader in val_loaders:
-            model.validation(val_loader, current_iter, tb_logger, opt["val"].get("save_img", False))
-            metrics = dict(getattr(model, "metric_results", {}))
+        if validated_at != current_iter:  # not when the loop just validated this very iteration
+            for val_loader in val_loaders:
+                model.validation(val_loader, current_iter, tb_logger, opt["val"].get("save_img", False))
+        metrics = dict(getattr(model, "metric_results", {}))
     if tb_logger:
         tb_logger.close()
     agreement = check_ranks_agree(model) if opt["dist"] else None

@@ -156,10 +156,12 @@ def test_two_teachers_mean_target_and_named_pairs(bundled_root, tmp_path) -> Non
 
 
 def test_end_to_end_run_logs_each_term(bundled_root, tmp_path, teacher) -> None:
-    opt = distill_options(bundled_root, "d", *teacher, **{"train:total_iter": 4, "val:compare_every": 2})
+    opt = distill_options(
+        bundled_root, "d", *teacher, **{"train:total_iter": 4, "val:val_freq": 2, "val:compare_every": 2}
+    )
     summary = run_training(["-opt", str(write_options(tmp_path / "o.yml", opt))], root=tmp_path)
     pictures = sorted((tmp_path / "experiments/d/visualization").glob("compare_*.png"))
-    assert [p.name for p in pictures] == ["compare_coffee_4.png"]  # the 2nd validation (iter 4), 1st val image
+    assert [p.name for p in pictures] == ["compare_coffee_4.png"]  # 2nd validation (iter 4), 1st val image
     history = (tmp_path / "experiments/d/history.jsonl").read_text()
     for key in ("l_pix", "l_out", "l_mid", "l_total"):
         assert f'"{key}"' in history

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import kit  # noqa: F401
 
 # isort: split
@@ -36,6 +38,10 @@ def test_trains_validates_checkpoints(bundled_root: Path, tmp_path: Path) -> Non
     assert 5.0 < summary["metrics"]["psnr"] < 40.0
     history = (exp / "history.jsonl").read_text()
     assert '"kind": "val"' in history and '"l_pix"' in history
+    # validated at 4 and 8 (val_freq 4); the end does not validate iteration 8 a second time
+    val_iters = [json.loads(line)["iter"] for line in history.splitlines() if '"kind": "val"' in line]
+    assert val_iters == [4, 8]
+    assert summary["metrics"]["psnr"] == json.loads(history.splitlines()[-1])["psnr"]
 
 
 def test_new_run_archives_never_overwrites(bundled_root: Path, tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ BasicSR's ``PairedImageDataset`` decodes both full images for every random crop;
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.data.transforms import augment, paired_random_crop
@@ -29,6 +31,10 @@ class CachedPairedImageDataset(PairedImageDataset):
 
     Use it for data that fits in memory (each worker holds its own copy); ``color: y`` and mean/std
     normalisation are not supported here — use ``PairedImageDataset`` for those.
+
+    ``teacher_outputs: {teacher name: folder}`` (set by ``train.teacher_cache``, see
+    :mod:`kit.distill.teacher_cache`) adds each teacher's image of the sample, cropped and augmented exactly
+    as the GT, as ``sample["teacher"][name]``; the ``.npy`` files are memory-mapped, not held in memory.
     """
 
     def __init__(self, opt: dict) -> None:
@@ -36,6 +42,7 @@ class CachedPairedImageDataset(PairedImageDataset):
             raise ValueError("CachedPairedImageDataset does not support color: y or mean/std; use PairedImageDataset")
         super().__init__(opt)
         self._cache: dict[str, np.ndarray] = {}
+        self.teacher_outputs: dict[str, str] = dict(opt.get("teacher_outputs") or {})
 
     def _image(self, path: str, key: str) -> np.ndarray:
         img = self._cache.get(path)
@@ -49,16 +56,45 @@ class CachedPairedImageDataset(PairedImageDataset):
             self._cache[path] = img
         return img
 
+    def _teacher_images(self, lq_path: str, gt_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Each cached teacher image of ``lq_path``: memory-mapped ``(sH, sW, 3)`` float16 RGB."""
+        images = {}
+        for name, folder in self.teacher_outputs.items():
+            path = str(Path(folder) / f"{Path(lq_path).stem}.npy")
+            img = self._cache.get(path)
+            if img is None:
+                if not Path(path).is_file():
+                    raise FileNotFoundError(
+                        f"teacher output '{path}' for '{lq_path}' is missing; delete the cache folder "
+                        f"{Path(folder).parent} so that train.teacher_cache rebuilds it"
+                    )
+                img = np.load(path, mmap_mode="r")
+                if img.shape != gt_shape:
+                    raise ValueError(f"teacher output '{path}' is {img.shape}, the GT is {gt_shape}; rebuild the cache")
+                self._cache[path] = img
+            images[name] = img
+        return images
+
     def __getitem__(self, index: int) -> dict:
         scale = self.opt["scale"]
         gt_path, lq_path = self.paths[index]["gt_path"], self.paths[index]["lq_path"]
         img_gt, img_lq = self._image(gt_path, "gt"), self._image(lq_path, "lq")  # HWC, BGR, [0, 1]
-        if self.opt["phase"] == "train":
-            img_gt, img_lq = paired_random_crop(img_gt, img_lq, self.opt["gt_size"], scale, gt_path)
-            # The crops are views of the cached images and BasicSR's augment flips in place (cv2.flip(img,
-            # 1, img)): copy first, or every flip would scramble the cache for all later crops.
-            img_gt, img_lq = augment([img_gt.copy(), img_lq.copy()], self.opt["use_hflip"], self.opt["use_rot"])
-        else:
+        if self.opt["phase"] != "train":
             img_gt = img_gt[0 : img_lq.shape[0] * scale, 0 : img_lq.shape[1] * scale, :]
-        img_gt, img_lq = img2tensor([np.ascontiguousarray(img_gt), np.ascontiguousarray(img_lq)], bgr2rgb=True)
-        return {"lq": img_lq, "gt": img_gt, "lq_path": lq_path, "gt_path": gt_path}
+            img_gt, img_lq = img2tensor([np.ascontiguousarray(img_gt), np.ascontiguousarray(img_lq)], bgr2rgb=True)
+            return {"lq": img_lq, "gt": img_gt, "lq_path": lq_path, "gt_path": gt_path}
+
+        teachers = self._teacher_images(lq_path, img_gt.shape) if self.teacher_outputs else {}
+        # The teachers' images are cropped with the GT (one random position for all) and augmented with it.
+        crops, img_lq = paired_random_crop([img_gt, *teachers.values()], img_lq, self.opt["gt_size"], scale, gt_path)
+        crops = crops if isinstance(crops, list) else [crops]
+        # The crops are views of the cached images and BasicSR's augment flips in place (cv2.flip(img,
+        # 1, img)): copy first, or every flip would scramble the cache for all later crops.
+        img_gt = crops[0].copy()
+        t_crops = [np.ascontiguousarray(c[..., ::-1], dtype=np.float32) for c in crops[1:]]  # RGB -> BGR, copied
+        out = augment([img_gt, img_lq.copy(), *t_crops], self.opt["use_hflip"], self.opt["use_rot"])
+        tensors = img2tensor([np.ascontiguousarray(img) for img in out], bgr2rgb=True)
+        sample = {"lq": tensors[1], "gt": tensors[0], "lq_path": lq_path, "gt_path": gt_path}
+        if teachers:
+            sample["teacher"] = dict(zip(teachers, tensors[2:], strict=True))
+        return sample

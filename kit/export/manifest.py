@@ -7,7 +7,6 @@ README (made from that dict, so the two always agree) and the manifest with the 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from kit.checkpoint import sha256_file
 from kit.export.budget import MACS_METHOD, Budget
 from kit.export.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxParams, ParityCheck
 from kit.options import REPO_ROOT
@@ -53,15 +53,6 @@ class ValidationRecord:
     crop_border: int
     result: EvalResult
     means: dict[str, float]
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from kit.distill.pairs import ConnectorBank, dry_check, parse_distill
 from kit.distill.recipes import Recipes
 from kit.distill.recorder import FeatureRecorder
+from kit.distill.teacher_cache import cache_options, check_cache_usable
 from kit.models.sr_model import KitSRModel, build_checked_loss
 from kit.teachers import teachers_from_options, weighted_mean_output
 
@@ -54,6 +55,10 @@ class DistillModel(KitSRModel):
                 t.net.to(memory_format=torch.channels_last)
 
         self.output_spec, self.pairs = parse_distill(train_opt.get("distill"), list(self.teachers))
+        self.cached_teacher_images: dict[str, torch.Tensor] | None = None
+        if cache_options(train_opt.get("teacher_cache")) is not None:
+            check_cache_usable(self.opt)
+            logger.info("Teacher cache: the training batches carry the teachers' images; no teacher forward per step")
         self.cri_out = None
         if self.output_spec is not None:
             self.cri_out = build_checked_loss(self.output_spec.loss, "train:distill:output:loss").to(self.device)
@@ -120,6 +125,18 @@ class DistillModel(KitSRModel):
             self.net_g.train(was_training)
             self.connectors.train()
 
+    def feed_data(self, data: dict) -> None:
+        super().feed_data(data)
+        cached = data.get("teacher")  # train.teacher_cache: {name: (N, 3, sH, sW)} cropped with the GT
+        if cached is not None:
+            if set(cached) != set(self.teachers):
+                raise ValueError(
+                    f"the batch holds cached images of teachers {sorted(cached)}, the options declare "
+                    f"{sorted(self.teachers)}; delete the teacher cache folder so that it is rebuilt"
+                )
+            cached = {name: cached[name].to(self.device).float() for name in self.teachers}
+        self.cached_teacher_images = cached
+
     # ---------------------------------------------------------------- features
     def teacher_features(self) -> dict[str, torch.Tensor]:
         return {p.name: self.teacher_recs[(p.teacher_name, p.source)].get(p.name).float() for p in self.pairs}
@@ -146,8 +163,9 @@ class DistillModel(KitSRModel):
     def compute_losses(self, current_iter: int) -> tuple[torch.Tensor, OrderedDict]:
         loss_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
 
-        # 1. Teachers: images and recorded features are constants for this step.
-        t_images = self.teacher_images(self.lq)  # {name: (N, 3, sH, sW)}
+        # 1. Teachers: images and recorded features are constants for this step (images read from the
+        #    teacher cache when the batch carries them: output-only distillation, no teacher forward).
+        t_images = self.cached_teacher_images or self.teacher_images(self.lq)  # {name: (N, 3, sH, sW)}
         t_target = self.teacher_target(t_images)
         t_feats = self.teacher_features() if self.pairs else {}
 

@@ -1,0 +1,196 @@
+"""Offline teacher outputs: run the teacher(s) once over the training images and read their images from disk.
+
+Output-only distillation needs the teacher's image for every training crop. A large teacher (HAT, SwinIR,
+RRDBNet) costs more per step than the small student it teaches, so this runs it once per training image,
+at full resolution (tiled), and the dataset crops the cached image exactly where it crops the ground truth:
+
+.. code-block:: yaml
+
+    train:
+      teacher_cache:                    # or `teacher_cache: true` for these defaults
+        root: datasets/teacher_cache    # relative to the repository root
+        tile: 256                       # LR tile size of the teacher's inference; null = whole images
+        overlap: 32                     # LR pixels shared by neighbouring tiles (cross-faded)
+
+The cache is keyed by a SHA-256 of every teacher's checkpoint file and options, the LQ files' contents and
+the tiling: a changed teacher or data gives a new folder and the old one is never read again. A folder is
+built under a temporary name and renamed when complete, so an interrupted build is never used. Each image is
+stored as ``<teacher name>/<LQ file stem>.npy``: float16, ``H×W×3`` RGB, not clamped, memory-mapped when read.
+
+Two things differ from the per-step teacher: the teacher sees the whole image around a crop (more context
+than the crop alone), and its output is rounded to float16 (relative error below 1e-3). It serves output
+distillation and the GT/teacher mix only: feature pairs read the teacher's features of the very crop, so
+they need the teacher's forward each step, and an on-the-fly degradation (``DegradedImageDataset``) makes a
+new LQ every sample, which no cache can hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kit.checkpoint import sha256_file
+from kit.validate import OptionsKeyError
+
+CACHE_FORMAT = 1
+DEFAULT_ROOT = "datasets/teacher_cache"
+_KEYS = ("root", "tile", "overlap")
+SUPPORTED_DATASET = "CachedPairedImageDataset"
+
+
+def cache_options(value: Any) -> dict[str, Any] | None:
+    """``train.teacher_cache`` as ``{root, tile, overlap}`` (defaults filled), or ``None`` when it is off."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise OptionsKeyError(f"train:teacher_cache must be true or a mapping with {', '.join(_KEYS)}; got {value!r}")
+    unknown = set(value) - set(_KEYS)
+    if unknown:
+        raise OptionsKeyError(f"train:teacher_cache: unknown key(s) {sorted(unknown)}; it takes {', '.join(_KEYS)}")
+    spec = {"root": DEFAULT_ROOT, "tile": 256, "overlap": 32} | dict(value)
+    tile, overlap = spec["tile"], spec["overlap"]
+    if tile is not None and (not isinstance(tile, int) or tile < 16):
+        raise OptionsKeyError(f"train:teacher_cache:tile must be an integer >= 16 or null (whole images); got {tile!r}")
+    if not isinstance(overlap, int) or overlap < 0 or (tile is not None and overlap >= tile):
+        raise OptionsKeyError(f"train:teacher_cache:overlap must be an integer in [0, tile); got {overlap!r}")
+    return spec
+
+
+def cache_enabled(opt: Mapping[str, Any]) -> bool:
+    """Whether the options ask for a teacher cache (``train.teacher_cache`` of a ``DistillModel``)."""
+    return (
+        opt.get("model_type") == "DistillModel"
+        and cache_options((opt.get("train") or {}).get("teacher_cache")) is not None
+    )
+
+
+def check_cache_usable(opt: Mapping[str, Any]) -> None:
+    """Refuse, at start-up, option combinations that a cache of teacher images cannot serve."""
+    distill = (opt.get("train") or {}).get("distill") or {}
+    pairs = sorted(name for name in distill if name != "output")
+    if pairs:
+        raise OptionsKeyError(
+            f"train:teacher_cache serves output distillation only, but train:distill has feature pair(s) {pairs}: "
+            "a pair needs the teacher's features of each crop, so the teacher runs every step anyway; "
+            "remove teacher_cache or the pairs"
+        )
+    dataset_type = opt["datasets"]["train"].get("type")
+    if dataset_type != SUPPORTED_DATASET:
+        raise OptionsKeyError(
+            f"train:teacher_cache needs datasets:train:type {SUPPORTED_DATASET} (fixed LQ images), "
+            f"not {dataset_type}; an on-the-fly degradation makes new LQ images every sample"
+        )
+
+
+def cache_key(entries: Mapping[str, Mapping[str, Any]], lq_paths: list[str], spec: Mapping[str, Any]) -> str:
+    """Key of the cache: teachers (options + checkpoint bytes), LQ files (name + bytes) and tiling."""
+    parts: dict[str, Any] = {"format": CACHE_FORMAT, "tile": spec["tile"], "overlap": spec["overlap"]}
+    parts["teachers"] = {
+        name: {
+            "network": e["network"],
+            "param_key": e.get("param_key"),
+            "checkpoint": sha256_file(e["checkpoint"]) if e.get("checkpoint") else None,
+        }
+        for name, e in entries.items()
+    }
+    parts["lq"] = [(Path(p).name, sha256_file(p)) for p in lq_paths]
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_file(folder: Path, teacher: str, lq_path: str) -> Path:
+    """Where the image of ``teacher`` for the LQ file ``lq_path`` is stored."""
+    return folder / teacher / f"{Path(lq_path).stem}.npy"
+
+
+def _rgb_tensor(lq_path: str, device: torch.device) -> torch.Tensor:
+    from kit.infer.images import read_image
+
+    img = read_image(lq_path)  # (H, W, 3) RGB float32 in [0, 1]
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(device)  # (1, 3, H, W)
+
+
+def build_teacher_cache(
+    opt: Mapping[str, Any], lq_paths: list[str], root: Path, device: torch.device | str = "cpu"
+) -> Path:
+    """Run the options' teacher(s) over ``lq_paths`` and store their images; reuse a complete cache.
+
+    Args:
+        opt: Finalized options (teachers, ``scale``, ``train.teacher_cache``).
+        lq_paths: The training LQ files, in the dataset's order.
+        root: The repository root that a relative ``train.teacher_cache.root`` is resolved against.
+        device: Where the teachers run.
+
+    Returns:
+        The cache folder (``<root>/<key>``), holding one sub-folder per teacher and ``manifest.json``.
+    """
+    from kit.infer.tiled import tiled_forward
+    from kit.teachers import load_teachers, teacher_entries
+
+    logger = logging.getLogger("basicsr")
+    spec = cache_options(opt["train"].get("teacher_cache"))
+    base = Path(os.path.expanduser(spec["root"]))
+    base = base if base.is_absolute() else root / base
+    entries = teacher_entries(opt)
+    folder = base / cache_key(entries, lq_paths, spec)
+    if (folder / "manifest.json").is_file():
+        logger.info(f"Teacher cache: reusing {folder} ({len(lq_paths)} images per teacher)")
+        return folder
+
+    scale = int(opt.get("scale", 1))
+    teachers = load_teachers(entries, scale=opt.get("scale"))
+    tmp = base / f"{folder.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in teachers:
+        (tmp / name).mkdir(parents=True)
+    tile = spec["tile"] or 1 << 30  # tiled_forward runs whole images when the tile is larger than them
+    overlap = spec["overlap"] if spec["tile"] else 0
+    feather = min(8, overlap)
+    logger.info(f"Teacher cache: running {len(teachers)} teacher(s) over {len(lq_paths)} LQ images into {folder}")
+    nets = {name: t.net.to(device) for name, t in teachers.items()}
+    start = time.time()
+    try:
+        for lq_path in tqdm(lq_paths, desc="teacher cache", unit="image", disable=None):
+            lq = _rgb_tensor(lq_path, torch.device(device))
+            for name, net in nets.items():
+                out = tiled_forward(net, lq, scale, tile, overlap, feather)  # (1, 3, sH, sW)
+                image = out[0].permute(1, 2, 0).float().cpu().numpy().astype(np.float16)  # (sH, sW, 3) RGB
+                np.save(cache_file(tmp, name, lq_path), image)
+        manifest = {
+            "format": CACHE_FORMAT,
+            "teachers": {name: t.info.describe() for name, t in teachers.items()},
+            "checkpoints": {name: e.get("checkpoint") for name, e in entries.items()},
+            "scale": scale,
+            "tile": spec["tile"],
+            "overlap": spec["overlap"],
+            "images": [Path(p).name for p in lq_paths],
+            "seconds": round(time.time() - start, 1),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        if folder.exists():  # another process finished the same cache first: identical content
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info(f"Teacher cache: {len(lq_paths) * len(nets)} images in {time.time() - start:.0f} s, stored in {folder}")
+    return folder
+
+
+def teacher_folders(folder: Path, names: list[str]) -> dict[str, str]:
+    """The dataset option ``teacher_outputs``: ``{teacher name: folder of its .npy images}``."""
+    return {name: str(folder / name) for name in names}

@@ -1,0 +1,217 @@
+"""train.teacher_cache: teacher images computed once, cropped with the GT, keyed by checkpoint, never half-built."""
+
+from __future__ import annotations
+
+import kit  # noqa: F401
+
+# isort: split
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from basicsr.archs import build_network
+from basicsr.utils import set_random_seed
+
+from kit.data.cached_dataset import CachedPairedImageDataset
+from kit.distill import teacher_cache as tc
+from kit.infer.images import read_image
+from kit.options import finalize
+from kit.pipeline import run_training
+from kit.validate import OptionsKeyError
+from tests.conftest import build, distill_options, tiny_options, tiny_teacher_checkpoint, write_options
+
+
+@pytest.fixture
+def teacher(tmp_path):
+    return tiny_teacher_checkpoint(tmp_path / "teacher.pth")
+
+
+def _cache_options(bundled_root, tmp_path, teacher, name="c", **cache) -> dict:
+    """Output-only distillation with the cache under ``tmp_path/cache``."""
+    opt = distill_options(bundled_root, name, *teacher, **{"train:total_iter": 4})
+    del opt["train"]["distill"]["mid"]
+    opt["train"]["teacher_cache"] = {"root": str(tmp_path / "cache"), **cache}
+    return opt
+
+
+def _finalized(opt: dict, root: Path) -> dict:
+    import copy
+
+    return finalize(copy.deepcopy(opt), is_train=True, root=root)
+
+
+def _lq_paths(opt: dict) -> list[str]:
+    return [p["lq_path"] for p in CachedPairedImageDataset(opt["datasets"]["train"]).paths]
+
+
+# ------------------------------------------------------------------------------------------------ options
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"tile": 8}, "tile must be an integer >= 16 or null"),
+        ({"tile": 64, "overlap": 64}, "overlap must be an integer in [0, tile)"),
+        ({"tiles": 64}, "unknown key(s) ['tiles']"),
+        ("yes", "must be true or a mapping"),
+    ],
+)
+def test_bad_options_say_what_to_change(value, message) -> None:
+    with pytest.raises(OptionsKeyError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        tc.cache_options(value)
+
+
+def test_defaults_and_off() -> None:
+    assert tc.cache_options(True) == {"root": tc.DEFAULT_ROOT, "tile": 256, "overlap": 32}
+    assert tc.cache_options(None) is None and tc.cache_options(False) is None
+    assert tc.cache_options({"tile": None}) == {"root": tc.DEFAULT_ROOT, "tile": None, "overlap": 32}
+
+
+def test_refused_with_feature_pairs(bundled_root, tmp_path, teacher) -> None:
+    opt = distill_options(bundled_root, "p", *teacher)
+    opt["train"]["teacher_cache"] = True
+    with pytest.raises(OptionsKeyError, match=r"feature pair\(s\) \['mid'\].*remove teacher_cache or the pairs"):
+        build(opt, tmp_path)
+
+
+def test_refused_with_an_on_the_fly_degradation(bundled_root, tmp_path, teacher) -> None:
+    opt = _cache_options(bundled_root, tmp_path, teacher)
+    opt["datasets"]["train"]["type"] = "DegradedImageDataset"
+    with pytest.raises(OptionsKeyError, match="needs datasets:train:type CachedPairedImageDataset"):
+        tc.check_cache_usable(opt)
+
+
+# ---------------------------------------------------------------------------------------------- building
+def test_cache_holds_the_teachers_whole_image_output(bundled_root, tmp_path, teacher) -> None:
+    opt = _finalized(_cache_options(bundled_root, tmp_path, teacher, tile=None), tmp_path)
+    paths = _lq_paths(opt)[:3]
+    folder = tc.build_teacher_cache(opt, paths, tmp_path)
+    net = build_network(dict(teacher[0])).eval()
+    net.load_state_dict(torch.load(teacher[1], weights_only=True)["params_ema"])
+    for lq_path in paths:
+        lq = torch.from_numpy(read_image(lq_path).transpose(2, 0, 1).copy())[None]
+        with torch.no_grad():
+            expected = net(lq)[0].permute(1, 2, 0).numpy()  # (sH, sW, 3) RGB
+        cached = np.load(tc.cache_file(folder, "teacher", lq_path))
+        assert cached.dtype == np.float16 and cached.shape == expected.shape
+        np.testing.assert_allclose(cached.astype(np.float32), expected, atol=2e-3, rtol=1e-3)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["images"] == [Path(p).name for p in paths] and manifest["scale"] == 4
+
+
+def test_tiled_cache_is_close_to_whole_image(bundled_root, tmp_path, teacher) -> None:
+    opt = _finalized(_cache_options(bundled_root, tmp_path, teacher, tile=None), tmp_path)
+    paths = _lq_paths(opt)[:1]
+    whole = np.load(tc.cache_file(tc.build_teacher_cache(opt, paths, tmp_path), "teacher", paths[0]))
+    opt["train"]["teacher_cache"].update(tile=48, overlap=24)
+    tiled = np.load(tc.cache_file(tc.build_teacher_cache(opt, paths, tmp_path), "teacher", paths[0]))
+    # EDSR with 2 blocks: receptive radius 6 LR pixels < the (24 - 8) // 2 = 8 pixels of discarded context
+    np.testing.assert_allclose(tiled.astype(np.float32), whole.astype(np.float32), atol=2e-3)
+
+
+def test_reused_when_unchanged_rebuilt_when_the_checkpoint_changes(bundled_root, tmp_path, teacher, monkeypatch):
+    opt = _finalized(_cache_options(bundled_root, tmp_path, teacher), tmp_path)
+    paths = _lq_paths(opt)[:2]
+    first = tc.build_teacher_cache(opt, paths, tmp_path)
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("a complete cache must be reused, not recomputed")
+
+    with monkeypatch.context() as m:
+        m.setattr("kit.teachers.load_teachers", no_teacher)
+        assert tc.build_teacher_cache(opt, paths, tmp_path) == first
+
+    state = torch.load(teacher[1], weights_only=True)
+    state["params_ema"] = {k: v + 0.01 for k, v in state["params_ema"].items()}
+    torch.save(state, teacher[1])  # same path, new weights
+    second = tc.build_teacher_cache(opt, paths, tmp_path)
+    assert second != first and (second / "manifest.json").is_file()
+    a, b = (np.load(tc.cache_file(f, "teacher", paths[0])) for f in (first, second))
+    assert not np.array_equal(a, b)
+
+
+def test_an_interrupted_build_leaves_nothing(bundled_root, tmp_path, teacher, monkeypatch) -> None:
+    opt = _finalized(_cache_options(bundled_root, tmp_path, teacher), tmp_path)
+    paths = _lq_paths(opt)[:3]
+    calls = []
+
+    def fail_on_second(path, array):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        np.save(path, array)
+
+    monkeypatch.setattr(tc.np, "save", fail_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        tc.build_teacher_cache(opt, paths, tmp_path)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------- dataset
+def _write_gt_as_teacher(dataset: CachedPairedImageDataset, folder: Path) -> None:
+    """A 'teacher' whose image is the GT itself (RGB float16): then every cached crop must equal the GT crop."""
+    folder.mkdir(parents=True)
+    for entry in dataset.paths:
+        gt = read_image(entry["gt_path"])
+        np.save(folder / f"{Path(entry['lq_path']).stem}.npy", gt.astype(np.float16))
+
+
+def test_dataset_crops_and_augments_the_teacher_image_with_the_gt(bundled_root, tmp_path) -> None:
+    opt = _finalized(tiny_options(bundled_root, "d"), tmp_path)
+    dataset_opt = dict(opt["datasets"]["train"], gt_size=48)
+    plain = CachedPairedImageDataset(dataset_opt)
+    _write_gt_as_teacher(plain, tmp_path / "gt_teacher")
+    cached = CachedPairedImageDataset(dict(dataset_opt, teacher_outputs={"a": str(tmp_path / "gt_teacher")}))
+    for index in range(len(plain)):
+        set_random_seed(index)
+        want = plain[index]
+        set_random_seed(index)
+        got = cached[index]
+        # the same crop and augmentation as without the cache (the random stream is untouched) ...
+        assert torch.equal(got["lq"], want["lq"]) and torch.equal(got["gt"], want["gt"]), index
+        # ... and the teacher image lies exactly over the GT crop (float16 rounding only)
+        assert got["teacher"]["a"].shape == got["gt"].shape
+        torch.testing.assert_close(got["teacher"]["a"], got["gt"], atol=5e-4, rtol=0)
+
+
+def test_dataset_names_a_missing_teacher_file(bundled_root, tmp_path) -> None:
+    opt = _finalized(tiny_options(bundled_root, "d"), tmp_path)
+    (tmp_path / "empty").mkdir()
+    ds = CachedPairedImageDataset(dict(opt["datasets"]["train"], teacher_outputs={"a": str(tmp_path / "empty")}))
+    with pytest.raises(FileNotFoundError, match="teacher output .* is missing; delete the cache folder"):
+        ds[0]
+
+
+# ------------------------------------------------------------------------------------------------- model
+def test_model_uses_the_batch_teacher_images_without_a_teacher_forward(bundled_root, tmp_path, teacher) -> None:
+    opt = _cache_options(bundled_root, tmp_path, teacher)
+    opt["train"]["pixel_opt"] = {"type": "L1Loss", "loss_weight": 1.0}
+    model = build(opt, tmp_path)
+    forwards = []
+    model.teachers["teacher"].register_forward_hook(lambda *a: forwards.append(1))
+    torch.manual_seed(0)
+    lq, gt = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    model.feed_data({"lq": lq, "gt": gt, "teacher": {"teacher": gt.clone()}})  # a 'teacher' equal to the GT
+    _, losses = model.compute_losses(1)
+    assert forwards == []
+    torch.testing.assert_close(losses["l_out"], losses["l_pix"])  # same L1 against the same target
+    model.feed_data({"lq": lq, "gt": gt})  # no cached images (validation batches): the teacher runs
+    model.compute_losses(1)
+    assert forwards == [1]
+    with pytest.raises(ValueError, match=r"cached images of teachers \['other'\].*declare \['teacher'\]"):
+        model.feed_data({"lq": lq, "gt": gt, "teacher": {"other": gt}})
+
+
+def test_training_builds_the_cache_once_and_reuses_it(bundled_root, tmp_path, teacher) -> None:
+    opt = _cache_options(bundled_root, tmp_path, teacher, name="first")
+    summary = run_training(["-opt", str(write_options(tmp_path / "a.yml", opt))], root=tmp_path)
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert len(list((folder / "teacher").glob("*.npy"))) == 13  # every bundled training photo
+    assert summary["iters"] == 4 and summary["metrics"]["psnr"] > 5
+    history = (tmp_path / "experiments/first/history.jsonl").read_text()
+    assert '"l_out"' in history and '"l_pix"' in history
+    opt["name"] = "second"
+    run_training(["-opt", str(write_options(tmp_path / "b.yml", opt))], root=tmp_path)
+    log = next((tmp_path / "experiments/second").glob("train_*.log")).read_text()
+    assert f"Teacher cache: reusing {folder}" in log
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]
