@@ -215,3 +215,41 @@ def test_training_builds_the_cache_once_and_reuses_it(bundled_root, tmp_path, te
     log = next((tmp_path / "experiments/second").glob("train_*.log")).read_text()
     assert f"Teacher cache: reusing {folder}" in log
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]
+
+
+def test_two_teachers_each_get_their_images_and_the_target_is_their_weighted_mean(bundled_root, tmp_path) -> None:
+    net_a, ckpt_a = tiny_teacher_checkpoint(tmp_path / "a.pth", num_feat=16)
+    net_b, ckpt_b = tiny_teacher_checkpoint(tmp_path / "b.pth", num_feat=12)
+    opt = _cache_options(bundled_root, tmp_path, (net_a, ckpt_a), name="two")
+    del opt["network_t"], opt["path"]["pretrain_network_t"]
+    opt["teachers"] = {
+        "a": {"network": net_a, "checkpoint": str(ckpt_a), "weight": 3.0},
+        "b": {"network": net_b, "checkpoint": str(ckpt_b), "weight": 1.0},
+    }
+    fin = _finalized(opt, tmp_path)
+    paths = _lq_paths(fin)[:2]
+    folder = tc.build_teacher_cache(fin, paths, tmp_path)
+    a, b = (np.load(tc.cache_file(folder, name, paths[0])).astype(np.float32) for name in ("a", "b"))
+    assert a.shape == b.shape and not np.allclose(a, b)  # two different teachers, one folder each
+
+    model = build(opt, tmp_path)
+    gt = torch.rand(1, 3, 32, 32)
+    ta, tb = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    model.feed_data({"lq": torch.rand(1, 3, 8, 8), "gt": gt, "teacher": {"b": tb, "a": ta}})
+    _, losses = model.compute_losses(1)
+    with torch.no_grad():
+        expected = torch.nn.functional.l1_loss(model.output.float(), 0.75 * ta + 0.25 * tb)
+    torch.testing.assert_close(losses["l_out"], expected)
+
+
+def test_upcycling_still_labels_its_extra_inputs_with_the_live_teacher(bundled_root, tmp_path, teacher) -> None:
+    opt = _cache_options(bundled_root, tmp_path, teacher)
+    opt["train"]["recipes"] = {"upcycle": {"weight": 1.0, "variants": ["zoom_out"], "flips": False}}
+    model = build(opt, tmp_path)
+    forwards = []
+    model.teachers["teacher"].register_forward_hook(lambda module, args, out: forwards.append(args[0].shape))
+    gt = torch.rand(2, 3, 32, 32)
+    model.feed_data({"lq": torch.rand(2, 3, 8, 8), "gt": gt, "teacher": {"teacher": gt}})
+    _, losses = model.compute_losses(1)
+    assert len(forwards) == 1 and forwards[0] != (2, 3, 8, 8)  # the upcycled input only, never the batch
+    assert losses["l_upcycle"] > 0

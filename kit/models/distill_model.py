@@ -56,9 +56,9 @@ class DistillModel(KitSRModel):
 
         self.output_spec, self.pairs = parse_distill(train_opt.get("distill"), list(self.teachers))
         self.cached_teacher_images: dict[str, torch.Tensor] | None = None
-        if cache_options(train_opt.get("teacher_cache")) is not None:
+        use_cache = cache_options(train_opt.get("teacher_cache")) is not None
+        if use_cache:
             check_cache_usable(self.opt)
-            logger.info("Teacher cache: the training batches carry the teachers' images; no teacher forward per step")
         self.cri_out = None
         if self.output_spec is not None:
             self.cri_out = build_checked_loss(self.output_spec.loss, "train:distill:output:loss").to(self.device)
@@ -67,6 +67,9 @@ class DistillModel(KitSRModel):
         }
         scale, total_iter = int(self.opt.get("scale", 1)), int(train_opt.get("total_iter", 1))
         self.recipes = Recipes(train_opt.get("recipes"), scale, total_iter)
+        if use_cache:
+            upcycle = " (upcycling still runs them on its extra inputs)" if self.recipes.upcycle else ""
+            logger.info(f"Teacher cache: the training batches carry the teachers' images; no teacher forward{upcycle}")
         if self.cri_pix is None and self.cri_out is None and not self.pairs:
             raise ValueError("nothing trains the student: give train:pixel_opt and/or train:distill entries")
 
