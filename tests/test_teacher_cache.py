@@ -253,3 +253,16 @@ def test_upcycling_still_labels_its_extra_inputs_with_the_live_teacher(bundled_r
     _, losses = model.compute_losses(1)
     assert len(forwards) == 1 and forwards[0] != (2, 3, 8, 8)  # the upcycled input only, never the batch
     assert losses["l_upcycle"] > 0
+
+
+@pytest.mark.slow
+def test_torchrun_rank0_builds_the_other_rank_reuses(bundled_root, tmp_path, teacher, exp_name) -> None:
+    from tests.conftest import REPO, run_torchrun
+
+    opt = _cache_options(bundled_root, tmp_path, teacher, name=exp_name)
+    opt["val"]["val_freq"] = 100
+    log = run_torchrun(write_options(tmp_path / "o.yml", opt), cwd=tmp_path, port=29563)
+    (folder,) = (tmp_path / "cache").iterdir()  # one complete cache, no partial folder left
+    assert (folder / "manifest.json").is_file()
+    assert "all 2 ranks hold identical weights: student" in log
+    assert (REPO / "experiments" / exp_name / "models/net_g_latest.pth").is_file()
