@@ -266,3 +266,10 @@ def test_torchrun_rank0_builds_the_other_rank_reuses(bundled_root, tmp_path, tea
     assert (folder / "manifest.json").is_file()
     assert "all 2 ranks hold identical weights: student" in log
     assert (REPO / "experiments" / exp_name / "models/net_g_latest.pth").is_file()
+
+
+def test_a_missing_teacher_checkpoint_is_named(bundled_root, tmp_path, teacher) -> None:
+    opt = _cache_options(bundled_root, tmp_path, (teacher[0], tmp_path / "nope.pth"))
+    with pytest.raises(FileNotFoundError, match=r"teacher 'teacher' checkpoint '.*nope.pth' does not exist"):
+        run_training(["-opt", str(write_options(tmp_path / "o.yml", opt))], root=tmp_path)
+    assert not (tmp_path / "cache").exists()
