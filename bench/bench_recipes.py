@@ -1,6 +1,6 @@
 """Scratch vs distilled: the same student, data, steps and seeds, trained alone and with each recipe.
 
-    python bench/bench_recipes.py --setting cpu      # <= 30 min on 2 CPU cores
+    python bench/bench_recipes.py --setting cpu      # about 31 min on 2 CPU cores
     python bench/bench_recipes.py --setting gpu      # the GPU-sized setting (bigger teacher, more steps)
     python bench/bench_recipes.py --shipped          # every options/distill*.yml vs its options/student*.yml
 
