@@ -273,3 +273,18 @@ def test_a_missing_teacher_checkpoint_is_named(bundled_root, tmp_path, teacher) 
     with pytest.raises(FileNotFoundError, match=r"teacher 'teacher' checkpoint '.*nope.pth' does not exist"):
         run_training(["-opt", str(write_options(tmp_path / "o.yml", opt))], root=tmp_path)
     assert not (tmp_path / "cache").exists()
+
+
+def test_shipped_options_output_only_from_the_command_line(tmp_path) -> None:
+    """``--force_yml train:distill:cwd=null train:teacher_cache=true`` on options/distill.yml: a cached run."""
+    from kit.options import REPO_ROOT, apply_override, load_options
+
+    opt = load_options(REPO_ROOT / "options/distill.yml")
+    opt["path"] = {}  # a random teacher of the declared architecture
+    with pytest.raises(OptionsKeyError, match=r"feature pair\(s\) \['cwd'\]"):
+        apply_override(opt, "train:teacher_cache=true")
+        tc.check_cache_usable(opt)
+    apply_override(opt, "train:distill:cwd=null")
+    tc.check_cache_usable(opt)
+    model = build(opt, tmp_path)
+    assert model.pairs == [] and model.cri_out is not None

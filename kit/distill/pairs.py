@@ -15,6 +15,9 @@
           connector: {type: ConvConnector, in_channels: 48, out_channels: 64, norm: null, act: null}
           loss: {type: L2Loss, normalize: true, loss_weight: 1.0}
 
+An entry set to null is off, so a pair of a shipped file can be dropped from the command line:
+``--force_yml train:distill:cwd=null``.
+
 mmrazor spreads one pair over recorders, connectors, losses and loss_forward_mappings that point at each
 other by string; here everything a pair needs sits in its entry.
 """
@@ -62,6 +65,8 @@ def parse_distill(distill: dict | None, teacher_names: list[str]) -> tuple[Outpu
     output, pairs = None, []
     for name, entry in (distill or {}).items():
         where = f"train:distill:{name}"
+        if entry is None:  # switched off, e.g. --force_yml train:distill:cwd=null (as a recipe set to null)
+            continue
         if not isinstance(entry, dict):
             raise DistillOptionsError(f"{where}: expected a mapping, got {entry!r}")
         if "loss" not in entry:

@@ -80,7 +80,7 @@ def cache_enabled(opt: Mapping[str, Any]) -> bool:
 def check_cache_usable(opt: Mapping[str, Any]) -> None:
     """Refuse, at start-up, option combinations that a cache of teacher images cannot serve."""
     distill = (opt.get("train") or {}).get("distill") or {}
-    pairs = sorted(name for name in distill if name != "output")
+    pairs = sorted(name for name, entry in distill.items() if name != "output" and entry is not None)
     if pairs:
         raise OptionsKeyError(
             f"train:teacher_cache serves output distillation only, but train:distill has feature pair(s) {pairs}: "
