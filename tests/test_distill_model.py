@@ -193,3 +193,10 @@ def test_teacher_stage_then_same_student_as_with_an_existing_teacher(bundled_roo
     second = torch.load(tmp_path / "experiments/second/models/net_g_latest.pth", weights_only=True)["params"]
     for k, v in first.items():
         assert torch.equal(v, second[k]), k
+
+
+def test_connector_typo_names_the_pair_key(bundled_root, tmp_path, teacher) -> None:
+    opt = distill_options(bundled_root, "d", *teacher)
+    opt["train"]["distill"]["mid"]["connector"]["out_channel"] = 16
+    with pytest.raises(ValueError, match=r"train:distill:mid:connector: ConvConnector has no argument 'out_channel'"):
+        build(opt, tmp_path)

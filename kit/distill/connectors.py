@@ -9,14 +9,14 @@ the other keys are its constructor arguments::
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import torch.nn.functional as F
 from basicsr.utils.registry import Registry
 from torch import Tensor, nn
+
+from kit.validate import build_from_registry
 
 __all__ = ["CONNECTOR_REGISTRY", "ConvConnector", "IdentityConnector", "build_connector"]
 
@@ -27,44 +27,24 @@ _ACTS = ("relu", "lrelu", "gelu", "prelu", None)
 _RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area", None)
 
 
-def build_connector(opt: Mapping[str, Any] | None) -> nn.Module | None:
+def build_connector(opt: Mapping[str, Any] | None, where: str = "connector") -> nn.Module | None:
     """Build a connector from its options: ``type`` picks the class, the other keys are its arguments.
 
     Args:
         opt: e.g. ``{"type": "ConvConnector", "in_channels": 48, "out_channels": 64}``; ``None`` (no
             connector in the pair) gives ``None``.
+        where: The options key, for errors (``train:distill:<pair>:connector``).
 
     Returns:
         The connector module, or ``None``.
 
     Raises:
-        ValueError: if ``type`` is missing or unknown (the message lists the closest registered names),
-            or an argument is unknown or missing (the message names the class and its arguments).
+        OptionsKeyError: ``type`` is missing or unknown (the message lists the closest registered names),
+            or an argument is unknown or missing (the message names the key, the class and its arguments).
     """
     if opt is None:
         return None
-    if not isinstance(opt, Mapping):
-        raise ValueError(f"a connector is a mapping with 'type:' (or null), got {opt!r}")
-    kwargs = dict(opt)
-    name = kwargs.pop("type", None)
-    registered = list(CONNECTOR_REGISTRY.keys())
-    if name is None:
-        raise ValueError(f"connector options {dict(opt)} have no 'type:'; registered: {', '.join(registered)}")
-    if name not in CONNECTOR_REGISTRY:
-        close = difflib.get_close_matches(str(name), registered, n=3, cutoff=0.4) or registered
-        raise ValueError(f"no connector named '{name}' is registered; closest: {', '.join(close)}")
-    cls = CONNECTOR_REGISTRY.get(name)
-    params = inspect.signature(cls).parameters
-    unknown = [key for key in kwargs if key not in params]
-    if unknown:
-        raise ValueError(
-            f"{name} got unknown option(s) {', '.join(map(repr, unknown))}; it accepts: {', '.join(params)}"
-        )
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError as err:
-        raise ValueError(f"{name}: {err}; it accepts: {', '.join(params)}") from None
-    return cls(**kwargs)
+    return build_from_registry(CONNECTOR_REGISTRY, dict(opt) if isinstance(opt, Mapping) else opt, where)
 
 
 def _check_choice(cls_name: str, arg: str, value: Any, choices: tuple[Any, ...]) -> None:

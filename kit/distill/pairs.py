@@ -113,7 +113,7 @@ class ConnectorBank(nn.Module):
         self.connectors = nn.ModuleDict()
         for pair in pairs:
             try:
-                connector = build_connector(pair.connector)
+                connector = build_connector(pair.connector, f"train:distill:{pair.name}:connector")
             except ValueError as err:
                 raise DistillOptionsError(f"train:distill:{pair.name}:connector: {err}") from err
             if connector is not None:
