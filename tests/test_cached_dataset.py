@@ -6,8 +6,10 @@ import kit  # noqa: F401
 
 # isort: split
 import copy
+import logging
 
 import numpy as np
+import pytest
 import torch
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils import set_random_seed
@@ -60,3 +62,39 @@ def test_options_dict_not_mutated(bundled_root) -> None:
     before = copy.deepcopy(opt)
     CachedPairedImageDataset(opt)[0]
     assert opt == before
+
+
+def test_cache_keeps_uint8_within_its_budget(bundled_root) -> None:
+    """Decoded images are kept as uint8 up to cache_gb; past it they are decoded each time, samples unchanged."""
+    full = CachedPairedImageDataset(_opt(bundled_root, "train"))
+    for i in range(len(full)):
+        full[i]
+    sizes = {path: img.nbytes for path, img in full._cache.items()}
+    assert all(img.dtype == np.uint8 for img in full._cache.values())
+    assert len(sizes) == 2 * len(full) and full._cached_bytes == sum(sizes.values())
+
+    budget = sum(sorted(sizes.values())[:3]) / 1e9  # room for a few images only
+    capped = CachedPairedImageDataset({**_opt(bundled_root, "train"), "cache_gb": budget})
+    reference = PairedImageDataset(_opt(bundled_root, "train"))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("basicsr")  # BasicSR's logger does not propagate to the root (caplog)
+    logger.addHandler(handler)
+    try:
+        for index in list(range(len(capped))) * 2:
+            set_random_seed(index)
+            a = capped[index]
+            set_random_seed(index)
+            b = reference[index]
+            assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"]), index
+    finally:
+        logger.removeHandler(handler)
+    assert 0 < capped._cached_bytes <= budget * 1e9 and len(capped._cache) < len(sizes)
+    warnings = [r.getMessage() for r in records if "cache_gb cap" in r.getMessage()]
+    assert len(warnings) == 1  # once, not per image
+
+
+def test_bad_cache_budget(bundled_root) -> None:
+    with pytest.raises(ValueError, match=r"datasets:train:cache_gb must be a number >= 0, got '4GB'"):
+        CachedPairedImageDataset({**_opt(bundled_root, "train"), "cache_gb": "4GB"})

@@ -1,7 +1,8 @@
-"""Paired LQ/GT folders (BasicSR layout and options) with decoded images kept in memory.
+"""Paired LQ/GT folders (BasicSR layout and options) with decoded images kept in memory, up to a budget.
 
 BasicSR's ``PairedImageDataset`` decodes both full images for every random crop; on the bundled photos
-(up to 1411² pixels) that is a third of a CPU training step. This subclass decodes each file once.
+(up to 1411² pixels) that is a third of a CPU training step. This subclass decodes each file once and
+keeps it as uint8 (what the file holds; a quarter of BasicSR's float32), converting only the crop.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from pathlib import Path
 import numpy as np
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.data.transforms import augment, paired_random_crop
-from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils import FileClient, get_root_logger, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
+
+DEFAULT_CACHE_GB = 4.0
 
 
 @DATASET_REGISTRY.register()
@@ -29,8 +32,10 @@ class CachedPairedImageDataset(PairedImageDataset):
         use_hflip: true
         use_rot: true
 
-    Use it for data that fits in memory (each worker holds its own copy); ``color: y`` and mean/std
-    normalisation are not supported here — use ``PairedImageDataset`` for those.
+    ``cache_gb`` (default 4) caps the decoded images kept, per data-loader worker (each holds its own copy):
+    DIV2K's 800 HR + ×4 LR images are 7 GB as uint8. Images past the cap are decoded on every use, as in
+    ``PairedImageDataset``, and a warning says so once. ``color: y`` and mean/std normalisation are not
+    supported here — use ``PairedImageDataset`` for those.
 
     ``teacher_outputs: {teacher name: folder}`` (set by ``train.teacher_cache``, see
     :mod:`kit.distill.teacher_cache`) adds each teacher's image of the sample, cropped and augmented exactly
@@ -40,20 +45,34 @@ class CachedPairedImageDataset(PairedImageDataset):
     def __init__(self, opt: dict) -> None:
         if opt.get("color") == "y" or "mean" in opt or "std" in opt:
             raise ValueError("CachedPairedImageDataset does not support color: y or mean/std; use PairedImageDataset")
+        cache_gb = opt.get("cache_gb", DEFAULT_CACHE_GB)
+        if not isinstance(cache_gb, (int, float)) or cache_gb < 0:
+            raise ValueError(f"datasets:{opt.get('phase', 'train')}:cache_gb must be a number >= 0, got {cache_gb!r}")
         super().__init__(opt)
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, np.ndarray] = {}  # path -> (H, W, 3) uint8 BGR, as decoded
+        self._cache_budget, self._cached_bytes, self._warned_full = int(cache_gb * 1e9), 0, False
+        self._teacher_maps: dict[str, np.ndarray] = {}
         self.teacher_outputs: dict[str, str] = dict(opt.get("teacher_outputs") or {})
 
     def _image(self, path: str, key: str) -> np.ndarray:
+        """The decoded image ``(H, W, 3)`` uint8 BGR, from the cache when it is there."""
         img = self._cache.get(path)
         if img is None:
             if self.file_client is None:
                 backend = dict(self.io_backend_opt)
                 self.file_client = FileClient(backend.pop("type"), **backend)
-            img = imfrombytes(self.file_client.get(path, key), float32=True)
+            img = imfrombytes(self.file_client.get(path, key), float32=False)
             if img is None:
                 raise ValueError(f"cannot decode image '{path}'; remove or replace the file")
-            self._cache[path] = img
+            if self._cached_bytes + img.nbytes <= self._cache_budget:
+                self._cache[path] = img
+                self._cached_bytes += img.nbytes
+            elif not self._warned_full:
+                self._warned_full = True
+                get_root_logger().warning(
+                    f"CachedPairedImageDataset: {self._cached_bytes / 1e9:.2f} GB of decoded images cached, the "
+                    f"cache_gb cap; images past it are decoded on every use (raise cache_gb if memory allows)"
+                )
         return img
 
     def _teacher_images(self, lq_path: str, gt_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -61,7 +80,7 @@ class CachedPairedImageDataset(PairedImageDataset):
         images = {}
         for name, folder in self.teacher_outputs.items():
             path = str(Path(folder) / f"{Path(lq_path).stem}.npy")
-            img = self._cache.get(path)
+            img = self._teacher_maps.get(path)
             if img is None:
                 if not Path(path).is_file():
                     raise FileNotFoundError(
@@ -71,30 +90,34 @@ class CachedPairedImageDataset(PairedImageDataset):
                 img = np.load(path, mmap_mode="r")
                 if img.shape != gt_shape:
                     raise ValueError(f"teacher output '{path}' is {img.shape}, the GT is {gt_shape}; rebuild the cache")
-                self._cache[path] = img
+                self._teacher_maps[path] = img
             images[name] = img
         return images
 
     def __getitem__(self, index: int) -> dict:
         scale = self.opt["scale"]
         gt_path, lq_path = self.paths[index]["gt_path"], self.paths[index]["lq_path"]
-        img_gt, img_lq = self._image(gt_path, "gt"), self._image(lq_path, "lq")  # HWC, BGR, [0, 1]
+        img_gt, img_lq = self._image(gt_path, "gt"), self._image(lq_path, "lq")  # (H, W, 3) uint8 BGR
         if self.opt["phase"] != "train":
             img_gt = img_gt[0 : img_lq.shape[0] * scale, 0 : img_lq.shape[1] * scale, :]
-            img_gt, img_lq = img2tensor([np.ascontiguousarray(img_gt), np.ascontiguousarray(img_lq)], bgr2rgb=True)
+            img_gt, img_lq = img2tensor([_float(img_gt), _float(img_lq)], bgr2rgb=True)
             return {"lq": img_lq, "gt": img_gt, "lq_path": lq_path, "gt_path": gt_path}
 
         teachers = self._teacher_images(lq_path, img_gt.shape) if self.teacher_outputs else {}
         # The teachers' images are cropped with the GT (one random position for all) and augmented with it.
         crops, img_lq = paired_random_crop([img_gt, *teachers.values()], img_lq, self.opt["gt_size"], scale, gt_path)
         crops = crops if isinstance(crops, list) else [crops]
-        # The crops are views of the cached images and BasicSR's augment flips in place (cv2.flip(img,
-        # 1, img)): copy first, or every flip would scramble the cache for all later crops.
-        img_gt = crops[0].copy()
-        t_crops = [np.ascontiguousarray(c[..., ::-1], dtype=np.float32) for c in crops[1:]]  # RGB -> BGR, copied
-        out = augment([img_gt, img_lq.copy(), *t_crops], self.opt["use_hflip"], self.opt["use_rot"])
+        # The crops are views of the cached images and BasicSR's augment flips in place (cv2.flip(img, 1,
+        # img)): every image is converted (copied) first, or each flip would scramble the cache.
+        t_crops = [np.ascontiguousarray(c[..., ::-1], dtype=np.float32) for c in crops[1:]]  # RGB -> BGR
+        out = augment([_float(crops[0]), _float(img_lq), *t_crops], self.opt["use_hflip"], self.opt["use_rot"])
         tensors = img2tensor([np.ascontiguousarray(img) for img in out], bgr2rgb=True)
         sample = {"lq": tensors[1], "gt": tensors[0], "lq_path": lq_path, "gt_path": gt_path}
         if teachers:
             sample["teacher"] = dict(zip(teachers, tensors[2:], strict=True))
         return sample
+
+
+def _float(img: np.ndarray) -> np.ndarray:
+    """uint8 → float32 in [0, 1], a new array (as BasicSR's ``imfrombytes(..., float32=True)``)."""
+    return img.astype(np.float32) / 255.0
