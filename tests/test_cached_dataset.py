@@ -51,7 +51,7 @@ def test_cache_is_not_modified_by_augmentation(bundled_root) -> None:
     for i in range(200):  # many flipped/rotated crops of the same images
         ds[i % len(ds)]
     fresh = CachedPairedImageDataset(_opt(bundled_root, "train"))
-    for path, img in ds._cache.items():
+    for path, img in ds._cache.images.items():
         key = "gt" if "/HR/" in path else "lq"
         np.testing.assert_array_equal(img, fresh._image(path, key), err_msg=path)
     assert _opt(bundled_root, "train")["io_backend"] == {"type": "disk"}
@@ -69,9 +69,9 @@ def test_cache_keeps_uint8_within_its_budget(bundled_root) -> None:
     full = CachedPairedImageDataset(_opt(bundled_root, "train"))
     for i in range(len(full)):
         full[i]
-    sizes = {path: img.nbytes for path, img in full._cache.items()}
-    assert all(img.dtype == np.uint8 for img in full._cache.values())
-    assert len(sizes) == 2 * len(full) and full._cached_bytes == sum(sizes.values())
+    sizes = {path: img.nbytes for path, img in full._cache.images.items()}
+    assert all(img.dtype == np.uint8 for img in full._cache.images.values())
+    assert len(sizes) == 2 * len(full) and full._cache.nbytes == sum(sizes.values())
 
     budget = sum(sorted(sizes.values())[:3]) / 1e9  # room for a few images only
     capped = CachedPairedImageDataset({**_opt(bundled_root, "train"), "cache_gb": budget})
@@ -90,7 +90,7 @@ def test_cache_keeps_uint8_within_its_budget(bundled_root) -> None:
             assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"]), index
     finally:
         logger.removeHandler(handler)
-    assert 0 < capped._cached_bytes <= budget * 1e9 and len(capped._cache) < len(sizes)
+    assert 0 < capped._cache.nbytes <= budget * 1e9 and len(capped._cache.images) < len(sizes)
     warnings = [r.getMessage() for r in records if "cache_gb cap" in r.getMessage()]
     assert len(warnings) == 1  # once, not per image
 

@@ -8,6 +8,7 @@ import kit  # noqa: F401
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from basicsr.utils import set_random_seed
 
 from kit.data.degradations import BicubicDown, GaussianBlur, GaussianNoise, MotionBlur, build_degradations
@@ -118,5 +119,19 @@ def test_dataset_cache_is_not_modified_by_augmentation(bundled_root) -> None:
     set_random_seed(0)
     for i in range(60):  # many flipped/rotated crops of the same three images
         train[i % len(train)]
-    for path, img in train._cache.items():
+    for path, img in train._cache.images.items():
         np.testing.assert_array_equal(img, read_image(path), err_msg=path)
+
+
+def test_dataset_without_cache_gives_the_same_samples(bundled_root) -> None:
+    cached = _dataset(bundled_root, "train")
+    uncached = DegradedImageDataset({**cached.opt, "cache_gb": 0})
+    for index in range(len(cached)):
+        set_random_seed(index)
+        a = cached[index]
+        set_random_seed(index)
+        b = uncached[index]
+        assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"]), index
+    assert len(cached._cache.images) == len(cached) and uncached._cache.images == {}
+    with pytest.raises(ValueError, match=r"datasets:train:cache_gb must be a number >= 0, got -1"):
+        DegradedImageDataset({**cached.opt, "cache_gb": -1})

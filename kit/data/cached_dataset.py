@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.data.transforms import augment, paired_random_crop
-from basicsr.utils import FileClient, get_root_logger, imfrombytes, img2tensor
+from basicsr.utils import FileClient, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
-DEFAULT_CACHE_GB = 4.0
+from kit.data.image_cache import ImageCache
 
 
 @DATASET_REGISTRY.register()
@@ -45,35 +45,24 @@ class CachedPairedImageDataset(PairedImageDataset):
     def __init__(self, opt: dict) -> None:
         if opt.get("color") == "y" or "mean" in opt or "std" in opt:
             raise ValueError("CachedPairedImageDataset does not support color: y or mean/std; use PairedImageDataset")
-        cache_gb = opt.get("cache_gb", DEFAULT_CACHE_GB)
-        if not isinstance(cache_gb, (int, float)) or cache_gb < 0:
-            raise ValueError(f"datasets:{opt.get('phase', 'train')}:cache_gb must be a number >= 0, got {cache_gb!r}")
+        self._cache = ImageCache(opt.get("cache_gb"), f"datasets:{opt.get('phase', 'train')}")  # uint8 BGR
         super().__init__(opt)
-        self._cache: dict[str, np.ndarray] = {}  # path -> (H, W, 3) uint8 BGR, as decoded
-        self._cache_budget, self._cached_bytes, self._warned_full = int(cache_gb * 1e9), 0, False
         self._teacher_maps: dict[str, np.ndarray] = {}
         self.teacher_outputs: dict[str, str] = dict(opt.get("teacher_outputs") or {})
 
     def _image(self, path: str, key: str) -> np.ndarray:
         """The decoded image ``(H, W, 3)`` uint8 BGR, from the cache when it is there."""
-        img = self._cache.get(path)
-        if img is None:
+
+        def decode() -> np.ndarray:
             if self.file_client is None:
                 backend = dict(self.io_backend_opt)
                 self.file_client = FileClient(backend.pop("type"), **backend)
             img = imfrombytes(self.file_client.get(path, key), float32=False)
             if img is None:
                 raise ValueError(f"cannot decode image '{path}'; remove or replace the file")
-            if self._cached_bytes + img.nbytes <= self._cache_budget:
-                self._cache[path] = img
-                self._cached_bytes += img.nbytes
-            elif not self._warned_full:
-                self._warned_full = True
-                get_root_logger().warning(
-                    f"CachedPairedImageDataset: {self._cached_bytes / 1e9:.2f} GB of decoded images cached, the "
-                    f"cache_gb cap; images past it are decoded on every use (raise cache_gb if memory allows)"
-                )
-        return img
+            return img
+
+        return self._cache.get(path, decode)
 
     def _teacher_images(self, lq_path: str, gt_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         """Each cached teacher image of ``lq_path``: memory-mapped ``(sH, sW, 3)`` float16 RGB."""

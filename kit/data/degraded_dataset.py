@@ -9,6 +9,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from kit.data.degradations import BicubicDown, apply_degradations, build_degradations
+from kit.data.image_cache import ImageCache
 from kit.infer.images import list_images, read_image
 
 
@@ -33,7 +34,8 @@ class DegradedImageDataset(data.Dataset):
             batch_size_per_gpu: 8
             num_worker_per_gpu: 0
 
-    For SR (``scale`` > 1) the list must hold a ``BicubicDown`` of that scale.
+    For SR (``scale`` > 1) the list must hold a ``BicubicDown`` of that scale. Decoded GT images are kept in
+    memory up to ``cache_gb`` (default 4, per data-loader worker; see :mod:`kit.data.image_cache`).
     """
 
     def __init__(self, opt: dict) -> None:
@@ -52,7 +54,7 @@ class DegradedImageDataset(data.Dataset):
                 f"add {{type: BicubicDown, scale: {self.scale}}} (or fix scale)"
             )
         self.seed = int(opt.get("seed", 0))
-        self._cache: dict[str, np.ndarray] = {}  # decoded GT images: decode once, crop many times
+        self._cache = ImageCache(opt.get("cache_gb"), f"datasets:{opt.get('phase', 'train')}")  # decoded GT
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,9 +66,7 @@ class DegradedImageDataset(data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        if str(path) not in self._cache:
-            self._cache[str(path)] = read_image(path)  # RGB float32 [0, 1]
-        gt = self._cache[str(path)]
+        gt = self._cache.get(str(path), lambda: read_image(path))  # (H, W, 3) RGB float32 in [0, 1]
         s = self.scale
         if self.opt["phase"] == "train":
             size = int(self.opt["gt_size"])
