@@ -288,3 +288,21 @@ def test_shipped_options_output_only_from_the_command_line(tmp_path) -> None:
     tc.check_cache_usable(opt)
     model = build(opt, tmp_path)
     assert model.pairs == [] and model.cri_out is not None
+
+
+def test_build_logs_progress_with_eta(bundled_root, tmp_path, teacher, monkeypatch) -> None:
+    import logging
+
+    opt = _finalized(_cache_options(bundled_root, tmp_path, teacher), tmp_path)
+    paths = _lq_paths(opt)[:3]
+    monkeypatch.setattr(tc, "LOG_EVERY_S", -1.0)  # a line after every image
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("basicsr").addHandler(handler)
+    try:
+        tc.build_teacher_cache(opt, paths, tmp_path)
+    finally:
+        logging.getLogger("basicsr").removeHandler(handler)
+    lines = [r.getMessage() for r in records if "ETA" in r.getMessage()]
+    assert [line.split(",")[0] for line in lines] == ["Teacher cache: 1/3 images", "Teacher cache: 2/3 images"]

@@ -47,6 +47,7 @@ CACHE_FORMAT = 1
 DEFAULT_ROOT = "datasets/teacher_cache"
 _KEYS = ("root", "tile", "overlap")
 SUPPORTED_DATASET = "CachedPairedImageDataset"
+LOG_EVERY_S = 30.0  # a progress line with ETA in the log (tqdm's bar shows only on a terminal)
 
 
 def cache_options(value: Any) -> dict[str, Any] | None:
@@ -167,14 +168,18 @@ def build_teacher_cache(
     feather = min(8, overlap)
     logger.info(f"Teacher cache: running {len(teachers)} teacher(s) over {len(lq_paths)} LQ images into {folder}")
     nets = {name: t.net.to(device) for name, t in teachers.items()}
-    start = time.time()
+    start = last_log = time.time()
     try:
-        for lq_path in tqdm(lq_paths, desc="teacher cache", unit="image", disable=None):
+        for done, lq_path in enumerate(tqdm(lq_paths, desc="teacher cache", unit="image", disable=None), 1):
             lq = _rgb_tensor(lq_path, torch.device(device))
             for name, net in nets.items():
                 out = tiled_forward(net, lq, scale, tile, overlap, feather)  # (1, 3, sH, sW)
                 image = out[0].permute(1, 2, 0).float().cpu().numpy().astype(np.float16)  # (sH, sW, 3) RGB
                 np.save(cache_file(tmp, name, lq_path), image)
+            if time.time() - last_log > LOG_EVERY_S and done < len(lq_paths):  # the log file's progress line
+                last_log = time.time()
+                eta = (last_log - start) / done * (len(lq_paths) - done)
+                logger.info(f"Teacher cache: {done}/{len(lq_paths)} images, ETA {eta / 60:.1f} min")
         manifest = {
             "format": CACHE_FORMAT,
             "teachers": {name: t.info.describe() for name, t in teachers.items()},
