@@ -299,10 +299,14 @@ def test_build_logs_progress_with_eta(bundled_root, tmp_path, teacher, monkeypat
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
-    logging.getLogger("basicsr").addHandler(handler)
+    logger = logging.getLogger("basicsr")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # as train.py sets it
     try:
         tc.build_teacher_cache(opt, paths, tmp_path)
     finally:
-        logging.getLogger("basicsr").removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     lines = [r.getMessage() for r in records if "ETA" in r.getMessage()]
     assert [line.split(",")[0] for line in lines] == ["Teacher cache: 1/3 images", "Teacher cache: 2/3 images"]
