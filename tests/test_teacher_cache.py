@@ -79,6 +79,9 @@ def test_refused_with_an_on_the_fly_degradation(bundled_root, tmp_path, teacher)
     opt["datasets"]["train"]["type"] = "DegradedImageDataset"
     with pytest.raises(OptionsKeyError, match="needs datasets:train:type CachedPairedImageDataset"):
         tc.check_cache_usable(opt)
+    opt["datasets"]["train"].update(type="CachedPairedImageDataset", io_backend={"type": "lmdb"})
+    with pytest.raises(OptionsKeyError, match="reads the LQ image files, but datasets:train:io_backend is lmdb"):
+        tc.check_cache_usable(opt)
 
 
 # ---------------------------------------------------------------------------------------------- building

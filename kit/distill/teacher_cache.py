@@ -88,11 +88,17 @@ def check_cache_usable(opt: Mapping[str, Any]) -> None:
             "a pair needs the teacher's features of each crop, so the teacher runs every step anyway; "
             "remove teacher_cache or the pairs"
         )
-    dataset_type = opt["datasets"]["train"].get("type")
-    if dataset_type != SUPPORTED_DATASET:
+    train = opt["datasets"]["train"]
+    if train.get("type") != SUPPORTED_DATASET:
         raise OptionsKeyError(
             f"train:teacher_cache needs datasets:train:type {SUPPORTED_DATASET} (fixed LQ images), "
-            f"not {dataset_type}; an on-the-fly degradation makes new LQ images every sample"
+            f"not {train.get('type')}; an on-the-fly degradation makes new LQ images every sample"
+        )
+    backend = (train.get("io_backend") or {}).get("type", "disk")
+    if backend != "disk":
+        raise OptionsKeyError(
+            f"train:teacher_cache reads the LQ image files, but datasets:train:io_backend is {backend}; "
+            "use the image folders (io_backend: {type: disk}) with the cache"
         )
 
 
