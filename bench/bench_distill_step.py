@@ -1,6 +1,6 @@
 """Cost of one distillation step ÷ (one student-only step + one teacher inference), same batch, one run.
 
-    python bench/bench_distill_step.py [--iters 10] [--batch 8] [--lr-size 24] [--device cpu|cuda]
+    python bench/bench_distill_step.py [--iters 10] [--batch 8] [--lr-size 24] [--device cpu|cuda] [--amp bf16]
 
 The distillation step is DistillModel.optimize_parameters (teacher forward under no_grad, student
 forward/backward, recorder hooks, connectors, every loss, optimizer, EMA); the reference is
@@ -62,8 +62,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr-size", type=int, default=24)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=["bf16", "fp16"], help="train.amp of every model (default: off, fp32)")
     args = parser.parse_args()
     base = load_options(args.opt)
+    base["train"]["amp"] = args.amp
     base["path"] = {"pretrain_network_t": None}
     scale = int(base["scale"])
     torch.manual_seed(0)
@@ -79,7 +81,7 @@ def main() -> None:
     student = _model(student_opt, args.device)
 
     print(
-        f"device {args.device}, batch {args.batch}x3x{args.lr_size}x{args.lr_size}, x{scale}, "
+        f"device {args.device}, amp {args.amp or 'off'}, batch {args.batch}x3x{args.lr_size}x{args.lr_size}, x{scale}, "
         f"{args.iters} timed steps each (median), {torch.get_num_threads()} threads"
     )
     print("| setting | distill step ms | student step ms | teacher fwd ms | ratio distill ÷ (student + teacher) |")

@@ -39,7 +39,8 @@ step() {  # step NAME COMMAND...: run, keep its output in $out/NAME.txt, remembe
 step metrics_tests env KIT_TEST_DEVICE="$device" "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_metrics.py tests/test_tiled.py
 # 2. Issue 4: PSNR+SSIM over a folder, torch on the GPU vs BasicSR's numpy (target >= 20x).
 step bench_metrics "$PYTHON" bench/bench_metrics.py --repeat 5
-# 3. A distillation step vs student step + teacher inference, on the GPU (fp32), and the teacher cache.
+# 3. A distillation step vs student step + teacher inference, on the GPU (fp32 and bf16), and the teacher cache.
 step bench_distill_step "$PYTHON" bench/bench_distill_step.py --device "$device" --iters 30
+step bench_distill_step_bf16 "$PYTHON" bench/bench_distill_step.py --device "$device" --iters 30 --amp bf16
 step bench_teacher_cache "$PYTHON" bench/bench_teacher_cache.py --device "$device" --iters 30
 exit $status

@@ -47,7 +47,11 @@ def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
     for recipe in bench.RECIPES:
         opt = bench.run_options("gpu", cfg, recipe, 0, teacher_net, [ckpt, ckpt])
         opt["num_gpu"] = 0
-        opt["train"].pop("amp", None)  # bf16 autocast is for the GPU
+        assert opt["train"]["amp"] == "bf16"  # kept: bf16 autocast also runs on the CPU
         opt["datasets"]["train"]["gt_size"] = 64  # a small dry forward
         model = build(opt, tmp_path)
         assert opt["network_g"]["num_feat"] == 52 and model.opt["train"]["total_iter"] == 3000, recipe
+        gt = torch.rand(1, 3, 32, 32)  # one bf16 step of every recipe (connectors, upcycling, mixing)
+        model.feed_data({"lq": gt[..., ::4, ::4].contiguous(), "gt": gt})
+        model.optimize_parameters(1)
+        assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values()), recipe

@@ -200,3 +200,18 @@ def test_connector_typo_names_the_pair_key(bundled_root, tmp_path, teacher) -> N
     opt["train"]["distill"]["mid"]["connector"]["out_channel"] = 16
     with pytest.raises(ValueError, match=r"train:distill:mid:connector: ConvConnector has no argument 'out_channel'"):
         build(opt, tmp_path)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_step_with_a_feature_pair(bundled_root, tmp_path, teacher, amp) -> None:
+    """Under autocast the student's recorded features are half precision; the connectors must take them."""
+    opt = distill_options(bundled_root, "d", *teacher, **{"train:amp": amp})
+    opt["train"]["recipes"] = {"balance": {"ratio": 0.1, "warmup_iter": 2}}
+    model = build(opt, tmp_path)
+    before = [p.detach().clone() for p in model.connectors.parameters()]
+    for it in (1, 2):
+        model.feed_data(batch())
+        model.optimize_parameters(it)
+    assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values())
+    assert model.log_dict["l_mid"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.connectors.parameters(), strict=True))

@@ -58,3 +58,12 @@ def test_non_finite_loss_stops_with_the_terms(bundled_root: Path, tmp_path: Path
     model.feed_data({"lq": torch.full((1, 3, 8, 8), float("nan")), "gt": torch.zeros(1, 3, 32, 32)})
     with pytest.raises(FloatingPointError, match="l_pix=nan"):
         model.optimize_parameters(1)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_step(bundled_root: Path, tmp_path: Path, amp: str) -> None:
+    model = build(tiny_options(bundled_root, "amp", **{"train:amp": amp}), tmp_path)
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    step(model, 1)
+    assert torch.isfinite(torch.tensor(model.log_dict["l_pix"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters(), strict=True))

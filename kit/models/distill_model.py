@@ -197,7 +197,8 @@ class DistillModel(KitSRModel):
 
         # 5. Feature pairs: student feature → connector → loss against the teacher feature.
         if self.pairs:
-            connected = self.connectors(self.student_features(), self.feature_sizes(t_feats))
+            with self.autocast():  # under amp the student's features are half precision, and so is its connector
+                connected = self.connectors(self.student_features(), self.feature_sizes(t_feats))
             reference = loss_dict.get("l_pix", loss_dict.get("l_out"))
             for pair in self.pairs:
                 term = self.cri_pairs[pair.name](connected[pair.name].float(), t_feats[pair.name])
