@@ -6,7 +6,7 @@
 #
 # It needs a CUDA GPU and the GPU machine's own python3 (torch, torchvision, OpenCV, scikit-image are there);
 # basicsr comes from .whl/. Each step prints its table and writes it to $OUT (the device tool brings $OUT
-# back) or to bench/out/gpu/. About 3-5 minutes on an H200; nothing here is a test.
+# back) or to bench/out/gpu/. Expected to take a few minutes on an H200 (not yet measured); nothing here is a test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -43,4 +43,6 @@ step bench_metrics "$PYTHON" bench/bench_metrics.py --repeat 5
 step bench_distill_step "$PYTHON" bench/bench_distill_step.py --device "$device" --iters 30
 step bench_distill_step_bf16 "$PYTHON" bench/bench_distill_step.py --device "$device" --iters 30 --amp bf16
 step bench_teacher_cache "$PYTHON" bench/bench_teacher_cache.py --device "$device" --iters 30
+# 4. The main job end to end on the GPU with bf16 autocast (teacher stage, then the student with its CWD pair).
+step train_bf16 "$PYTHON" train.py -opt options/distill.yml --force_yml name=gpu_check_distill train:amp=bf16
 exit $status
