@@ -122,3 +122,11 @@ def test_clear_errors() -> None:
         tiled_forward(model, lq, 4, tile=16, overlap=FIELD)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         tiled_forward(model, lq[0], 2, tile=16, overlap=FIELD)
+
+
+def test_touching_tiles_without_overlap() -> None:
+    """``overlap=0`` (tiles that merely touch): exact for a per-pixel model, e.g. nearest upsampling."""
+    model = nn.Upsample(scale_factor=2, mode="nearest")
+    lq = torch.rand(1, 3, 37, 50, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    out = tiled_forward(model, lq, scale=2, tile=16, overlap=0)
+    torch.testing.assert_close(out, model(lq), rtol=0, atol=1e-6)

@@ -88,7 +88,7 @@ def tiled_forward(
     scale: int,
     tile: int,
     overlap: int,
-    feather: int = 1,
+    feather: int | None = None,
 ) -> Tensor:
     """Run ``model`` on overlapping tiles of ``lq`` and blend the outputs (under ``torch.no_grad``).
 
@@ -99,7 +99,8 @@ def tiled_forward(
         scale: Output/input size ratio of the model (1 for denoising/deblurring, 2–4 for SR).
         tile: LR tile size; ``tile >= max(H, W)`` runs the model once on the whole image.
         overlap: LR pixels shared by neighbouring tiles; at least the model's receptive field for exactness.
-        feather: LR width of the linear cross-fade inside each shared band (``0 <= feather <= overlap``).
+        feather: LR width of the linear cross-fade inside each shared band (``0 <= feather <= overlap``);
+            default 1 (0 when ``overlap`` is 0: tiles that merely touch).
 
     Returns:
         ``(N, C_out, H·scale, W·scale)`` on ``lq``'s device, in the model output's dtype.
@@ -110,6 +111,8 @@ def tiled_forward(
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     if not 0 <= overlap < tile:
         raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={tile}")
+    if feather is None:
+        feather = min(1, overlap)
     if not 0 <= feather <= overlap:
         raise ValueError(f"need 0 <= feather <= overlap, got feather={feather}, overlap={overlap}")
     n, _, h, w = lq.shape
