@@ -215,3 +215,17 @@ def test_amp_step_with_a_feature_pair(bundled_root, tmp_path, teacher, amp) -> N
     assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values())
     assert model.log_dict["l_mid"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.connectors.parameters(), strict=True))
+
+
+def test_comparison_teacher_panel_is_tiled_like_the_student(bundled_root, tmp_path, teacher) -> None:
+    opt = distill_options(bundled_root, "d", *teacher, **{"val:tile": 32, "val:tile_overlap": 24})
+    model = build(opt, tmp_path)
+    lq = torch.rand(1, 3, 40, 72, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = model.teachers["teacher"](lq).clamp(0, 1)
+    calls = []
+    model.teachers["teacher"].register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape)))
+    panel = model.comparison_images(lq)["teacher"]
+    assert len(calls) > 1 and all(c[-2] <= 32 and c[-1] <= 32 for c in calls)  # tiles, not the whole image
+    # tiny EDSR: receptive radius < (24 - 1) // 2 LR pixels, so the tiles reproduce the whole image
+    torch.testing.assert_close(panel, whole, atol=1e-5, rtol=0)

@@ -160,7 +160,10 @@ class DistillModel(KitSRModel):
         return weighted_mean_output(images, self.teacher_weights)
 
     def comparison_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"teacher": self.teacher_target(self.teacher_images(lq)).clamp(0, 1)}
+        """The teacher panel of the validation picture (tiled like the student when ``val.tile`` is set)."""
+        with self.autocast():
+            images = {name: self.infer(teacher, lq).float() for name, teacher in self.teachers.items()}
+        return {"teacher": self.teacher_target(images).clamp(0, 1)}
 
     # ------------------------------------------------------------------ a step
     def compute_losses(self, current_iter: int) -> tuple[torch.Tensor, OrderedDict]:

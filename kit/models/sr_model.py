@@ -173,16 +173,19 @@ class KitSRModel(SRModel):
         net = self.eval_network()
         was_training = net.training
         net.eval()
+        self.output = self.infer(net, self.lq)
+        net.train(was_training)
+
+    def infer(self, net: torch.nn.Module, lq: torch.Tensor) -> torch.Tensor:
+        """``net(lq)`` without gradients, through overlapping tiles when ``val.tile`` is set (large images)."""
         tile = self.opt.get("val", {}).get("tile")
         with torch.no_grad():
-            if tile:
-                from kit.infer.tiled import tiled_forward
+            if not tile:
+                return net(lq)
+            from kit.infer.tiled import tiled_forward
 
-                overlap = int(self.opt["val"].get("tile_overlap", 16))
-                self.output = tiled_forward(net, self.lq, int(self.opt.get("scale", 1)), int(tile), overlap)
-            else:
-                self.output = net(self.lq)
-        net.train(was_training)
+            overlap = int(self.opt["val"].get("tile_overlap", 16))
+            return tiled_forward(net, lq, int(self.opt.get("scale", 1)), int(tile), overlap)
 
     # --------------------------------------------------------------- validation
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
