@@ -229,3 +229,25 @@ def test_comparison_teacher_panel_is_tiled_like_the_student(bundled_root, tmp_pa
     assert len(calls) > 1 and all(c[-2] <= 32 and c[-1] <= 32 for c in calls)  # tiles, not the whole image
     # tiny EDSR: receptive radius < (24 - 1) // 2 LR pixels, so the tiles reproduce the whole image
     torch.testing.assert_close(panel, whole, atol=1e-5, rtol=0)
+
+
+def test_output_each_teacher_is_one_weighted_term(bundled_root, tmp_path) -> None:
+    net_a, ckpt_a = tiny_teacher_checkpoint(tmp_path / "a.pth", num_feat=16)
+    net_b, ckpt_b = tiny_teacher_checkpoint(tmp_path / "b.pth", num_feat=12)
+    opt = distill_options(bundled_root, "d", net_a, ckpt_a)
+    del opt["network_t"], opt["path"]["pretrain_network_t"], opt["train"]["distill"]["mid"]
+    opt["teachers"] = {
+        "a": {"network": net_a, "checkpoint": str(ckpt_a), "weight": 3.0},
+        "b": {"network": net_b, "checkpoint": str(ckpt_b), "weight": 1.0},
+    }
+    opt["train"]["distill"]["output"]["teachers"] = "each"
+    model = build(opt, tmp_path)
+    model.feed_data(batch())
+    _, losses = model.compute_losses(1)
+    assert "l_out" not in losses
+    with torch.no_grad():
+        out = model.output.float()
+        images = {name: t(model.lq).float() for name, t in model.teachers.items()}
+    l1 = torch.nn.functional.l1_loss
+    torch.testing.assert_close(losses["l_out_a"], 0.75 * l1(out, images["a"]))
+    torch.testing.assert_close(losses["l_out_b"], 0.25 * l1(out, images["b"]))
