@@ -251,3 +251,19 @@ def test_output_each_teacher_is_one_weighted_term(bundled_root, tmp_path) -> Non
     l1 = torch.nn.functional.l1_loss
     torch.testing.assert_close(losses["l_out_a"], 0.75 * l1(out, images["a"]))
     torch.testing.assert_close(losses["l_out_b"], 0.25 * l1(out, images["b"]))
+
+
+def test_pair_on_module_inputs(bundled_root, tmp_path, teacher) -> None:
+    """``source: input`` pairs read the modules' first arguments (and coexist with output pairs)."""
+    opt = distill_options(bundled_root, "d", *teacher)
+    mid = opt["train"]["distill"]["mid"]
+    opt["train"]["distill"]["mid_in"] = {**copy.deepcopy(mid), "source": "input"}
+    model = build(opt, tmp_path)
+    assert sorted(model.student_recs) == ["input", "output"]
+    seen = {}
+    model.net_g.body[2].register_forward_hook(lambda m, args, out: seen.update(s_in=args[0], s_out=out))
+    model.feed_data(batch())
+    model.optimize_parameters(1)
+    feats = model.student_features()
+    assert torch.equal(feats["mid_in"], seen["s_in"]) and torch.equal(feats["mid"], seen["s_out"])
+    assert model.log_dict["l_mid_in"] > 0 and model.log_dict["l_mid"] > 0
