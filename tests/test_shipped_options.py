@@ -29,9 +29,12 @@ def test_the_shipped_set() -> None:
             assert d["datasets"] == s["datasets"]
 
 
+@pytest.mark.parametrize("amp", [None, "bf16"], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_builds_and_steps(path, tmp_path) -> None:
+def test_builds_and_steps(path, tmp_path, amp) -> None:
     opt = copy.deepcopy(load_options(path))
+    if amp:  # as on a GPU: autocast and channels_last (both also run on the CPU)
+        opt["train"].update(amp=amp, channels_last=True)
     opt["path"].pop("teacher_recipe", None)
     opt["path"].pop("pretrain_network_t", None)  # a random teacher of the declared architecture
     opt["num_gpu"] = 0
