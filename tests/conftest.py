@@ -212,3 +212,19 @@ def kill_when(args: list[str], cwd: Path, marker: Path, timeout: float = 240) ->
     finally:
         proc.kill()
         proc.wait()
+
+
+def same_seed_samples(a, b, indices):
+    """Yield ``(index, a[index], b[index])``, each item drawn after ``set_random_seed(index)``; assert equal LQ/GT.
+
+    Two datasets that consume the random stream alike give the same crops and augmentations this way.
+    """
+    from basicsr.utils import set_random_seed
+
+    for index in indices:
+        set_random_seed(index)
+        x = a[index]
+        set_random_seed(index)
+        y = b[index]
+        assert torch.equal(x["lq"], y["lq"]) and torch.equal(x["gt"], y["gt"]), index
+        yield index, x, y

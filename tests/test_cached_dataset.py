@@ -10,11 +10,11 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils import set_random_seed
 
 from kit.data.cached_dataset import CachedPairedImageDataset
+from tests.conftest import same_seed_samples
 
 
 def _opt(bundled_root, phase: str) -> dict:
@@ -37,12 +37,7 @@ def test_same_samples_as_basicsr(bundled_root) -> None:
             CachedPairedImageDataset(_opt(bundled_root, phase)),
             PairedImageDataset(_opt(bundled_root, phase)),
         )
-        for index in (0, 5, 12):
-            set_random_seed(index)
-            a = ours[index]
-            set_random_seed(index)
-            b = theirs[index]
-            assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"]), (phase, index)
+        assert len(list(same_seed_samples(ours, theirs, (0, 5, 12)))) == 3, phase
 
 
 def test_cache_is_not_modified_by_augmentation(bundled_root) -> None:
@@ -82,12 +77,7 @@ def test_cache_keeps_uint8_within_its_budget(bundled_root) -> None:
     logger = logging.getLogger("basicsr")  # BasicSR's logger does not propagate to the root (caplog)
     logger.addHandler(handler)
     try:
-        for index in list(range(len(capped))) * 2:
-            set_random_seed(index)
-            a = capped[index]
-            set_random_seed(index)
-            b = reference[index]
-            assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"]), index
+        assert len(list(same_seed_samples(capped, reference, list(range(len(capped))) * 2))) == 2 * len(capped)
     finally:
         logger.removeHandler(handler)
     assert 0 < capped._cache.nbytes <= budget * 1e9 and len(capped._cache.images) < len(sizes)

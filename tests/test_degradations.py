@@ -8,12 +8,12 @@ import kit  # noqa: F401
 import numpy as np
 import pytest
 import skimage.data
-import torch
 from basicsr.utils import set_random_seed
 
 from kit.data.degradations import BicubicDown, GaussianBlur, GaussianNoise, MotionBlur, build_degradations
 from kit.data.degraded_dataset import DegradedImageDataset
 from kit.validate import OptionsKeyError
+from tests.conftest import same_seed_samples
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +126,7 @@ def test_dataset_cache_is_not_modified_by_augmentation(bundled_root) -> None:
 def test_dataset_without_cache_gives_the_same_samples(bundled_root) -> None:
     cached = _dataset(bundled_root, "train")
     uncached = DegradedImageDataset({**cached.opt, "cache_gb": 0})
-    for index in range(len(cached)):
-        set_random_seed(index)
-        a = cached[index]
-        set_random_seed(index)
-        b = uncached[index]
-        assert torch.equal(a["lq"], b["lq"]) and torch.equal(a["gt"], b["gt"]), index
+    assert len(list(same_seed_samples(cached, uncached, range(len(cached))))) == len(cached)
     assert len(cached._cache.images) == len(cached) and uncached._cache.images == {}
     with pytest.raises(ValueError, match=r"datasets:train:cache_gb must be a number >= 0, got -1"):
         DegradedImageDataset({**cached.opt, "cache_gb": -1})

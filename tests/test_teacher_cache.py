@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from basicsr.archs import build_network
-from basicsr.utils import set_random_seed
 
 from kit.data.cached_dataset import CachedPairedImageDataset
 from kit.distill import teacher_cache as tc
@@ -20,7 +19,14 @@ from kit.infer.images import read_image
 from kit.options import finalize
 from kit.pipeline import run_training
 from kit.validate import OptionsKeyError
-from tests.conftest import build, distill_options, tiny_options, tiny_teacher_checkpoint, write_options
+from tests.conftest import (
+    build,
+    distill_options,
+    same_seed_samples,
+    tiny_options,
+    tiny_teacher_checkpoint,
+    write_options,
+)
 
 
 @pytest.fixture
@@ -165,13 +171,8 @@ def test_dataset_crops_and_augments_the_teacher_image_with_the_gt(bundled_root, 
     plain = CachedPairedImageDataset(dataset_opt)
     _write_gt_as_teacher(plain, tmp_path / "gt_teacher")
     cached = CachedPairedImageDataset(dict(dataset_opt, teacher_outputs={"a": str(tmp_path / "gt_teacher")}))
-    for index in range(len(plain)):
-        set_random_seed(index)
-        want = plain[index]
-        set_random_seed(index)
-        got = cached[index]
-        # the same crop and augmentation as without the cache (the random stream is untouched) ...
-        assert torch.equal(got["lq"], want["lq"]) and torch.equal(got["gt"], want["gt"]), index
+    # the same crop and augmentation as without the cache (the random stream is untouched) ...
+    for _, got, _ in same_seed_samples(cached, plain, range(len(plain))):
         # ... and the teacher image lies exactly over the GT crop (float16 rounding only)
         assert got["teacher"]["a"].shape == got["gt"].shape
         torch.testing.assert_close(got["teacher"]["a"], got["gt"], atol=5e-4, rtol=0)
