@@ -108,3 +108,31 @@ def test_balanced_pair_in_the_model(bundled_root, tmp_path) -> None:
 def test_unknown_recipe_key() -> None:
     with pytest.raises(OptionsKeyError, match="unknown key"):
         Recipes({"mixx": {}}, scale=4)
+
+
+def _balance_rank(rank: int, world: int, port: int, out: str) -> None:
+    """One gloo rank: a pair loss and a pixel loss that differ per rank; write the scale it fixes."""
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        balance = PairBalance(ratio=0.1)
+        pixel, pair = torch.tensor(0.05 * (rank + 1)), torch.tensor(1.0 + 3.0 * rank)
+        scale = balance.scale("mid", pair, pixel, 1)
+        with open(f"{out}.{rank}", "w") as f:
+            f.write(repr(scale))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_balance_scale_is_the_same_on_every_ddp_rank(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "scale")
+    mp.spawn(_balance_rank, args=(2, 29571, out), nprocs=2, join=True)
+    scales = [float((tmp_path / f"scale.{r}").read_text()) for r in range(2)]
+    # mean pixel loss 0.075, mean pair loss 2.5: 0.1 * 0.075 / 2.5 on both ranks (not 0.005 and 0.0025)
+    assert scales == [pytest.approx(0.003, rel=1e-6)] * 2

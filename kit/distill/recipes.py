@@ -135,7 +135,8 @@ class PairBalance:
     over ``warmup_iter`` then ramps it from 0. Why: a normalised FitNets L2 starts near 1 while an L1 pixel
     loss starts near 0.05, so at weight 1 the feature term outweighs the image term ~20× and drives the
     student away from the image (the pilot measured −0.91 dB). Fixing the scale once (instead of
-    re-normalising every step) keeps the objective stationary, and the scale is saved for resume.
+    re-normalising every step) keeps the objective stationary, and the scale is saved for resume. Under DDP
+    the two losses are averaged over the ranks first, so every rank holds the same scale.
     """
 
     def __init__(self, ratio: float = 0.1, warmup_iter: int = 0) -> None:
@@ -146,8 +147,12 @@ class PairBalance:
 
     def scale(self, name: str, term: torch.Tensor, reference: torch.Tensor | None, current_iter: int) -> float:
         if name not in self.scales:
-            ref = float(reference.detach()) if reference is not None else float(term.detach())
-            value = float(term.detach())
+            losses = torch.stack([(reference if reference is not None else term).detach(), term.detach()]).float()
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                # DDP: from the mean over ranks, so that every rank weights the pair alike (and resumes alike)
+                torch.distributed.all_reduce(losses)
+                losses /= torch.distributed.get_world_size()
+            ref, value = (float(v) for v in losses)
             self.scales[name] = min(1.0, self.ratio * ref / value) if value > 0 else 1.0
         warm = min(current_iter / self.warmup_iter, 1.0) if self.warmup_iter > 0 else 1.0
         return self.scales[name] * warm
