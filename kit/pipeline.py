@@ -28,11 +28,18 @@ from kit import compat
 from kit.data.bundled import ensure_for_options
 from kit.data.checks import check_datasets
 from kit.data.sampler import ResumableSampler
-from kit.distill.teacher_cache import build_teacher_cache, cache_enabled, check_cache_usable, teacher_folders
+from kit.distill.teacher_cache import (
+    build_teacher_cache,
+    cache_enabled,
+    cache_folder,
+    check_cache_usable,
+    teacher_folders,
+)
 from kit.options import REPO_ROOT, parse_train_options
 from kit.teachers import teacher_entries
 
 LOGGER_NAME = "basicsr"
+WAIT_POLL_S = 2.0
 
 
 def setup_logger(log_file: str | None, rank: int, console: bool = True) -> logging.Logger:
@@ -67,6 +74,18 @@ def setup_logger(log_file: str | None, rank: int, console: bool = True) -> loggi
 def barrier(opt: dict) -> None:
     if opt.get("dist"):
         torch.distributed.barrier()
+
+
+def wait_for_rank0(opt: dict, done: Path) -> None:
+    """Under DDP, the other ranks wait until rank 0 has written ``done``, then all meet at a barrier.
+
+    Polling a file instead of blocking in the barrier: a collective times out (NCCL after 10 min), and a
+    teacher stage or a teacher cache can take longer. If rank 0 fails instead, torchrun stops every rank.
+    """
+    if opt.get("dist") and opt["rank"] != 0:
+        while not done.exists():
+            time.sleep(WAIT_POLL_S)
+    barrier(opt)
 
 
 def archive_experiment(root: Path) -> Path | None:
@@ -119,12 +138,12 @@ def prepare_teacher(opt: dict, root: Path) -> None:
         logger.info(f"==== Stage 1/2: no teacher checkpoint at {ckpt}; training the teacher from {recipe_path} ====")
         summary = run_training(["-opt", str(recipe_path), "--auto_resume"], root=root, dist=False)
         logger.info(f"==== Stage 1/2 done: teacher at {summary['latest_checkpoint']} ====")
-    barrier(opt)
-    if not Path(ckpt).is_file():
-        raise FileNotFoundError(
-            f"the teacher recipe {recipe_path} finished but path.pretrain_network_t '{ckpt}' still does not exist; "
-            "make pretrain_network_t point at experiments/<teacher name>/models/net_g_latest.pth"
-        )
+        if not Path(ckpt).is_file():
+            raise FileNotFoundError(
+                f"the teacher recipe {recipe_path} finished but path.pretrain_network_t '{ckpt}' still does not "
+                "exist; make pretrain_network_t point at experiments/<teacher name>/models/net_g_latest.pth"
+            )
+    wait_for_rank0(opt, Path(ckpt))
 
 
 def prepare_teacher_cache(opt: dict, root: Path) -> None:
@@ -134,12 +153,11 @@ def prepare_teacher_cache(opt: dict, root: Path) -> None:
         return
     dataset_opt = opt["datasets"]["train"]
     lq_paths = [p["lq_path"] for p in build_dataset(dataset_opt).paths]
-    folder = None
     if opt["rank"] == 0:
         folder = build_teacher_cache(opt, lq_paths, root, torch.device("cuda" if opt["num_gpu"] else "cpu"))
-    barrier(opt)
-    if folder is None:  # the other ranks: the folder rank 0 completed (found, not rebuilt)
-        folder = build_teacher_cache(opt, lq_paths, root)
+    else:  # the other ranks: the folder rank 0 completes
+        folder = cache_folder(opt, lq_paths, root)
+    wait_for_rank0(opt, folder / "manifest.json")
     dataset_opt["teacher_outputs"] = teacher_folders(folder, list(teacher_entries(opt)))
 
 

@@ -267,3 +267,19 @@ def test_pair_on_module_inputs(bundled_root, tmp_path, teacher) -> None:
     feats = model.student_features()
     assert torch.equal(feats["mid_in"], seen["s_in"]) and torch.equal(feats["mid"], seen["s_out"])
     assert model.log_dict["l_mid_in"] > 0 and model.log_dict["l_mid"] > 0
+
+
+@pytest.mark.slow
+def test_ddp_teacher_stage_then_distillation(bundled_root, tmp_path, exp_name) -> None:
+    """Under torchrun, rank 0 trains the missing teacher while the other rank waits for its checkpoint."""
+    teacher_opt = tiny_options(bundled_root, f"{exp_name}_teacher", **{"train:total_iter": 2, "val:val_freq": 100})
+    teacher_opt["network_g"] = dict(tiny_teacher_checkpoint(tmp_path / "unused.pth")[0])
+    recipe = write_options(tmp_path / "teacher.yml", teacher_opt)
+    ckpt = REPO / "experiments" / f"{exp_name}_teacher" / "models/net_g_latest.pth"
+    opt = distill_options(
+        bundled_root, exp_name, teacher_opt["network_g"], ckpt, **{"train:total_iter": 2, "val:val_freq": 100}
+    )
+    opt["path"]["teacher_recipe"] = str(recipe)
+    log = run_torchrun(write_options(tmp_path / "o.yml", opt), cwd=tmp_path, port=29564)
+    assert "Stage 1/2 done" in log and ckpt.is_file()
+    assert "all 2 ranks hold identical weights: student" in log

@@ -136,6 +136,16 @@ def _rgb_tensor(lq_path: str, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(device)  # (1, 3, H, W)
 
 
+def cache_folder(opt: Mapping[str, Any], lq_paths: list[str], root: Path) -> Path:
+    """Where the cache of these options and LQ files lives (``<train.teacher_cache.root>/<key>``)."""
+    from kit.teachers import teacher_entries
+
+    spec = cache_options(opt["train"].get("teacher_cache"))
+    base = Path(os.path.expanduser(spec["root"]))
+    base = base if base.is_absolute() else root / base
+    return base / cache_key(teacher_entries(opt), lq_paths, spec)
+
+
 def build_teacher_cache(
     opt: Mapping[str, Any], lq_paths: list[str], root: Path, device: torch.device | str = "cpu"
 ) -> Path:
@@ -155,10 +165,9 @@ def build_teacher_cache(
 
     logger = logging.getLogger("basicsr")
     spec = cache_options(opt["train"].get("teacher_cache"))
-    base = Path(os.path.expanduser(spec["root"]))
-    base = base if base.is_absolute() else root / base
     entries = teacher_entries(opt)
-    folder = base / cache_key(entries, lq_paths, spec)
+    folder = cache_folder(opt, lq_paths, root)
+    base = folder.parent
     if (folder / "manifest.json").is_file():
         logger.info(f"Teacher cache: reusing {folder} ({len(lq_paths)} images per teacher)")
         return folder
