@@ -146,19 +146,18 @@ def prepare_teacher(opt: dict, root: Path) -> None:
     wait_for_rank0(opt, Path(ckpt))
 
 
-def prepare_teacher_cache(opt: dict, root: Path) -> None:
+def prepare_teacher_cache(opt: dict, root: Path, dataset: Any) -> None:
     """With ``train.teacher_cache``: run the teacher(s) once over the training images (rank 0; cached on disk)
-    and point the train dataset at their images, so that no step runs a teacher for the output target."""
+    and point the train ``dataset`` at their images, so that no step runs a teacher for the output target."""
     if not cache_enabled(opt):
         return
-    dataset_opt = opt["datasets"]["train"]
-    lq_paths = [p["lq_path"] for p in build_dataset(dataset_opt).paths]
+    lq_paths = [p["lq_path"] for p in dataset.paths]
     if opt["rank"] == 0:
         folder = build_teacher_cache(opt, lq_paths, root, torch.device("cuda" if opt["num_gpu"] else "cpu"))
     else:  # the other ranks: the folder rank 0 completes
         folder = cache_folder(opt, lq_paths, root)
     wait_for_rank0(opt, folder / "manifest.json")
-    dataset_opt["teacher_outputs"] = teacher_folders(folder, list(teacher_entries(opt)))
+    dataset.teacher_outputs = teacher_folders(folder, list(teacher_entries(opt)))  # read before any worker starts
 
 
 def build_loaders(opt: dict) -> tuple[Any, ResumableSampler, list, int]:
@@ -245,8 +244,8 @@ def run_training(
 
         tb_logger = SummaryWriter(log_dir=str(root / "tb_logger" / opt["name"]))
 
-    prepare_teacher_cache(opt, root)
     train_loader, sampler, val_loaders, per_epoch = build_loaders(opt)
+    prepare_teacher_cache(opt, root, train_loader.dataset)
     total_iters = int(opt["train"]["total_iter"])
     model = build_model(opt)
 

@@ -14,21 +14,12 @@ from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils import set_random_seed
 
 from kit.data.cached_dataset import CachedPairedImageDataset
-from tests.conftest import same_seed_samples
+from tests.conftest import same_seed_samples, tiny_options
 
 
 def _opt(bundled_root, phase: str) -> dict:
-    return {
-        "name": "d",
-        "phase": phase,
-        "scale": 4,
-        "dataroot_gt": str(bundled_root / "train/HR"),
-        "dataroot_lq": str(bundled_root / "train/LR_bicubic/X4"),
-        "io_backend": {"type": "disk"},
-        "gt_size": 32,
-        "use_hflip": True,
-        "use_rot": True,
-    }
+    """The tiny training set of the tests' options (bundled photos, ×4, 32-px GT crops) as ``phase``."""
+    return {**tiny_options(bundled_root, "d")["datasets"]["train"], "phase": phase, "scale": 4}
 
 
 def test_same_samples_as_basicsr(bundled_root) -> None:

@@ -140,10 +140,12 @@ def cache_folder(opt: Mapping[str, Any], lq_paths: list[str], root: Path) -> Pat
     """Where the cache of these options and LQ files lives (``<train.teacher_cache.root>/<key>``)."""
     from kit.teachers import teacher_entries
 
-    spec = cache_options(opt["train"].get("teacher_cache"))
+    return _folder(cache_options(opt["train"].get("teacher_cache")), teacher_entries(opt), lq_paths, root)
+
+
+def _folder(spec: Mapping[str, Any], entries: Mapping[str, Any], lq_paths: list[str], root: Path) -> Path:
     base = Path(os.path.expanduser(spec["root"]))
-    base = base if base.is_absolute() else root / base
-    return base / cache_key(teacher_entries(opt), lq_paths, spec)
+    return (base if base.is_absolute() else root / base) / cache_key(entries, lq_paths, spec)
 
 
 def build_teacher_cache(
@@ -166,15 +168,14 @@ def build_teacher_cache(
     logger = logging.getLogger("basicsr")
     spec = cache_options(opt["train"].get("teacher_cache"))
     entries = teacher_entries(opt)
-    folder = cache_folder(opt, lq_paths, root)
-    base = folder.parent
+    folder = _folder(spec, entries, lq_paths, root)
     if (folder / "manifest.json").is_file():
         logger.info(f"Teacher cache: reusing {folder} ({len(lq_paths)} images per teacher)")
         return folder
 
     scale = int(opt.get("scale", 1))
     teachers = load_teachers(entries, scale=opt.get("scale"))
-    tmp = base / f"{folder.name}.partial-{os.getpid()}"
+    tmp = folder.parent / f"{folder.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     for name in teachers:
         (tmp / name).mkdir(parents=True)
