@@ -37,9 +37,10 @@ class CachedPairedImageDataset(PairedImageDataset):
     ``PairedImageDataset``, and a warning says so once. ``color: y`` and mean/std normalisation are not
     supported here — use ``PairedImageDataset`` for those.
 
-    ``teacher_outputs: {teacher name: folder}`` (set by ``train.teacher_cache``, see
-    :mod:`kit.distill.teacher_cache`) adds each teacher's image of the sample, cropped and augmented exactly
-    as the GT, as ``sample["teacher"][name]``; the ``.npy`` files are memory-mapped, not held in memory.
+    ``teacher_outputs: {teacher name: folder}`` (an option, or the attribute that ``train.teacher_cache``
+    sets on the training set, see :mod:`kit.distill.teacher_cache`) adds each teacher's image of the sample,
+    cropped and augmented exactly as the GT, as ``sample["teacher"][name]``; the ``.npy`` files are
+    memory-mapped, not held in memory.
     """
 
     def __init__(self, opt: dict) -> None:
