@@ -27,8 +27,8 @@ import torch
 import kit  # noqa: F401  (first: adapts BasicSR to current torchvision)
 from kit.archs import count_params, deploy_network
 from kit.export.onnx_export import export_onnx
-from kit.models.sr_model import build_checked_network
 from kit.options import REPO_ROOT, load_options
+from kit.registry import build_network
 from kit.runners import OnnxRunner
 
 
@@ -48,7 +48,7 @@ def main() -> None:
 
     opt = load_options(args.opt)
     torch.manual_seed(0)
-    net = deploy_network(build_checked_network(dict(opt["network_g"]), "network_g"))
+    net = deploy_network(build_network(dict(opt["network_g"]), "network_g"))
     thread_counts = args.threads or sorted({1, torch.get_num_threads()})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

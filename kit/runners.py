@@ -163,7 +163,7 @@ def load_student(
     Raises:
         CheckpointError: missing, unreadable or unsafe file, or weights that do not fit ``network_g``.
     """
-    from kit.models.sr_model import build_checked_network
+    from kit.registry import build_network
 
     if "network_g" not in opt:
         raise CheckpointError("options have no 'network_g' (the student to load)")
@@ -171,7 +171,7 @@ def load_student(
     if not path.is_file():
         hint = "train it first (python train.py -opt ...) or pass --checkpoint" if checkpoint is None else ""
         raise CheckpointError(f"student checkpoint '{path}' does not exist{'; ' + hint if hint else ''}")
-    net = build_checked_network(dict(opt["network_g"]), "network_g")
+    net = build_network(dict(opt["network_g"]), "network_g")
     ckpt = load_checkpoint(path)
     key = next((k for k in ("params_ema", "params") if isinstance(ckpt.get(k), Mapping)), "(bare state dict)")
     state = extract_state_dict(ckpt, "params_ema")

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.mark.slow
@@ -35,7 +35,7 @@ def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
     import torch
     from basicsr.archs import build_network
 
-    from tests.conftest import build
+    from tests.helpers import build
 
     spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
     bench = importlib.util.module_from_spec(spec)

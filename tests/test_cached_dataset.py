@@ -14,7 +14,7 @@ from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils import set_random_seed
 
 from kit.data.cached_dataset import CachedPairedImageDataset
-from tests.conftest import same_seed_samples, tiny_options
+from tests.helpers import same_seed_samples, tiny_options
 
 
 def _opt(bundled_root, phase: str) -> dict:

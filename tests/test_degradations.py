@@ -12,8 +12,8 @@ from basicsr.utils import set_random_seed
 
 from kit.data.degradations import BicubicDown, GaussianBlur, GaussianNoise, MotionBlur, build_degradations
 from kit.data.degraded_dataset import DegradedImageDataset
-from kit.validate import OptionsKeyError
-from tests.conftest import same_seed_samples
+from kit.registry import OptionsKeyError
+from tests.helpers import same_seed_samples
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_dataset_sr_needs_bicubic_down(bundled_root) -> None:
 
 
 def test_dataset_cache_is_not_modified_by_augmentation(bundled_root) -> None:
-    from kit.infer.images import read_image
+    from kit.images import read_image
 
     train = _dataset(bundled_root, "train")
     set_random_seed(0)

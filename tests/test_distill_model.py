@@ -13,7 +13,7 @@ import torch
 
 from kit.distill.pairs import DistillOptionsError
 from kit.pipeline import run_training
-from tests.conftest import (
+from tests.helpers import (
     REPO,
     build,
     distill_options,

@@ -15,11 +15,11 @@ import pytest
 import torch
 from basicsr.archs import build_network
 
-from kit.evaluate import main
+from kit.cli.eval import main
 from kit.evaluation import degraded_pairs, evaluate, folder_pairs, training_degradation
 from kit.export.onnx_export import export_onnx
 from kit.runners import BicubicRunner, OnnxRunner, TorchRunner, load_student
-from tests.conftest import DEVICE, REPO, distill_options, tiny_options, tiny_teacher_checkpoint, write_options
+from tests.helpers import DEVICE, REPO, distill_options, tiny_options, tiny_teacher_checkpoint, write_options
 
 RLFN = {"type": "RLFNStudent", "num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 8, "num_block": 1}
 
@@ -246,9 +246,9 @@ def test_onnx_runner_probes_scale(student):
 
 
 def test_cli_entry_point_runs(student, tmp_path):
-    """``python -m kit.evaluate`` (what ``kit-eval`` calls) on the ONNX file, scale measured from the model."""
+    """``python -m kit.cli.eval`` (what ``kit-eval`` calls) on the ONNX file, scale measured from the model."""
     proc = subprocess.run(
-        [sys.executable, "-m", "kit.evaluate", "--onnx", str(student["onnx"]), "--json", str(tmp_path / "j.json")],
+        [sys.executable, "-m", "kit.cli.eval", "--onnx", str(student["onnx"]), "--json", str(tmp_path / "j.json")],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 import kit.export.submission as submission
 from kit.export import main
-from tests.conftest import REPO, tiny_options, write_options
+from tests.helpers import REPO, tiny_options, write_options
 
 RLFN = {"type": "RLFNStudent", "num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 8, "num_block": 1}
 SMALL = ["--input-size", "32x32", "--latency-runs", "1"]
@@ -117,7 +117,7 @@ def test_export_at_the_limit_and_manifest_numbers_recounted(rlfn, tmp_path):
         assert zf.read("tiny/manifest.json") == (folder / "manifest.json").read_bytes()
 
     # PSNR: the evaluation CLI on the exported ONNX file gives the manifest's number; the .pth path agrees.
-    from kit.evaluate import main as eval_main
+    from kit.cli.eval import main as eval_main
 
     eval_json = tmp_path / "eval.json"
     argv = ["-opt", str(rlfn["opt_path"]), "--onnx", str(folder / "model.onnx"), "--checkpoint", str(rlfn["ckpt"])]

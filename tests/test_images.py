@@ -13,8 +13,8 @@ import skimage.data
 import kit  # noqa: F401  (first: adapts BasicSR to current torchvision, registers the kit)
 
 # isort: split
+from kit.images import list_images, mod_crop, pair_folders, read_image, write_image
 from kit.infer.compare import comparison_png, pick_crop_box, upscale_nearest
-from kit.infer.images import list_images, mod_crop, pair_folders, read_image, write_image
 
 
 @pytest.fixture

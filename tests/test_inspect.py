@@ -8,7 +8,8 @@ import yaml
 
 import kit  # noqa: F401  (adapts BasicSR to current torchvision before basicsr is imported)
 from kit.checkpoint import save_atomic
-from kit.inspect_layers import main, pair_advice
+from kit.cli.inspect import main, pair_advice
+from kit.distill.connectors import build_connector
 from kit.options import parse_yaml
 
 # Student: SRVGGNetCompact ×2, 16 features, 4 convs -> body.0 conv, body.1..9 act/conv, body.10 conv 16 -> 3·2² = 12.
@@ -149,9 +150,8 @@ def test_pair_reports_connector(options, capsys, student, teacher, reason, conne
 
 
 def test_pair_connector_maps_student_to_teacher_shape(options, capsys):
-    connectors = pytest.importorskip("kit.distill.connectors")
     assert main(["-opt", options, "--pair", "body.0", "body.0"]) == 0
-    conn = connectors.build_connector(_snippet(capsys.readouterr().out)["connector"])
+    conn = build_connector(_snippet(capsys.readouterr().out)["connector"])
     out = conn(torch.rand(1, 16, 64, 64), size=(32, 32))
     assert out.shape == (1, 24, 32, 32)
 

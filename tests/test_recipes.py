@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from kit.distill.recipes import PairBalance, Recipes, TargetMix, Upcycle
-from kit.validate import OptionsKeyError
-from tests.conftest import build, distill_options, tiny_teacher_checkpoint
+from kit.registry import OptionsKeyError
+from tests.helpers import build, distill_options, tiny_teacher_checkpoint
 
 
 def test_mix_weight_at_given_steps() -> None:

@@ -12,7 +12,7 @@ import torch
 
 from kit.archs.deploy import count_params, deploy_network
 from kit.options import load_options
-from tests.conftest import REPO, build
+from tests.helpers import REPO, build
 
 SHIPPED = sorted((REPO / "options").glob("*.yml"))
 

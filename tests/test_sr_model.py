@@ -13,7 +13,7 @@ import torch
 from basicsr.models import build_model
 
 from kit.options import finalize
-from tests.conftest import build, tiny_options
+from tests.helpers import build, tiny_options
 
 
 def step(model, i: int) -> None:

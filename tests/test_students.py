@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -173,7 +174,6 @@ def test_submodule_paths(name):
 
 @pytest.mark.parametrize("name", STUDENTS)
 def test_onnx_export_dynamic_size(name, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
     scale = max(_scales(name))
     net = _build(name, scale).cpu()
     _perturb(net)

@@ -15,11 +15,11 @@ from basicsr.archs import build_network
 
 from kit.data.cached_dataset import CachedPairedImageDataset
 from kit.distill import teacher_cache as tc
-from kit.infer.images import read_image
+from kit.images import read_image
 from kit.options import finalize
 from kit.pipeline import run_training
-from kit.validate import OptionsKeyError
-from tests.conftest import (
+from kit.registry import OptionsKeyError
+from tests.helpers import (
     build,
     distill_options,
     same_seed_samples,
@@ -261,7 +261,7 @@ def test_upcycling_still_labels_its_extra_inputs_with_the_live_teacher(bundled_r
 
 @pytest.mark.slow
 def test_torchrun_rank0_builds_the_other_rank_reuses(bundled_root, tmp_path, teacher, exp_name) -> None:
-    from tests.conftest import REPO, run_torchrun
+    from tests.helpers import REPO, run_torchrun
 
     opt = _cache_options(bundled_root, tmp_path, teacher, name=exp_name)
     opt["val"]["val_freq"] = 100
@@ -314,3 +314,37 @@ def test_build_logs_progress_with_eta(bundled_root, tmp_path, teacher, monkeypat
         logger.setLevel(level)
     lines = [r.getMessage() for r in records if "ETA" in r.getMessage()]
     assert [line.split(",")[0] for line in lines] == ["Teacher cache: 1/3 images", "Teacher cache: 2/3 images"]
+
+
+# ------------------------------------------------------------------------------------ resolved once (issue 12)
+def test_lq_listing_before_the_dataset_equals_the_dataset_order(bundled_root, tmp_path, teacher) -> None:
+    from kit.data.cached_dataset import paired_lq_paths
+
+    opt = _finalized(_cache_options(bundled_root, tmp_path, teacher), tmp_path)
+    assert paired_lq_paths(opt["datasets"]["train"]) == _lq_paths(opt)
+    assert len(_lq_paths(opt)) == 13
+
+
+def test_the_run_loads_the_teachers_once_for_the_cache_and_the_model(bundled_root, tmp_path, teacher, monkeypatch):
+    from kit.teachers import multi
+
+    calls = []
+    real = multi.load_teacher_with_info
+    monkeypatch.setattr(multi, "load_teacher_with_info", lambda *a, **k: calls.append(1) or real(*a, **k))
+    opt = _cache_options(bundled_root, tmp_path, teacher, name="once")
+    run_training(["-opt", str(write_options(tmp_path / "a.yml", opt))], root=tmp_path)
+    assert calls == [1]  # one teacher, loaded once: the cache builder and the model share it
+    log = next((tmp_path / "experiments/once").glob("train_*.log")).read_text()
+    assert "Teacher cache: running 1 teacher(s) over 13 LQ images" in log
+    assert "the training batches carry the teachers' images" in log
+
+
+def test_loading_teachers_leaves_the_random_streams_alone(bundled_root, tmp_path, teacher) -> None:
+    from kit.teachers import load_teachers_frozen_rng
+
+    opt = _finalized(_cache_options(bundled_root, tmp_path, teacher), tmp_path)
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    assert load_teachers_frozen_rng(opt)
+    torch.testing.assert_close(torch.rand(4), expected, rtol=0, atol=0)

@@ -192,7 +192,7 @@ def test_auto_teacher_errors(tmp_path):
 def test_declared_options_are_strict():
     with pytest.raises(TeacherError, match="no argument 'upscal' \\(did you mean 'upscale'"):
         load_teacher({**SWIN_X2, "upscal": 4}, None)  # BasicSR's SwinIR would swallow it in **kwargs
-    with pytest.raises(TeacherError, match="no arch named 'RRDBNett'.*closest: RRDBNet"):
+    with pytest.raises(TeacherError, match="unknown type 'RRDBNett'.*closest: RRDBNet.*AutoTeacher"):
         load_teacher({"type": "RRDBNett"}, None)
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from kit.pipeline import run_training
-from tests.conftest import REPO, kill_when, run_torchrun, run_train, tiny_options, write_options
+from tests.helpers import REPO, kill_when, run_torchrun, run_train, tiny_options, write_options
 
 
 def test_trains_validates_checkpoints(bundled_root: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ keeps it as uint8 (what the file holds; a quarter of BasicSR's float32), convert
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import FileClient, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from kit.data.image_cache import ImageCache
+from kit.data.decoded_store import DecodedImageStore
 
 
 @DATASET_REGISTRY.register()
@@ -37,16 +38,16 @@ class CachedPairedImageDataset(PairedImageDataset):
     ``PairedImageDataset``, and a warning says so once. ``color: y`` and mean/std normalisation are not
     supported here — use ``PairedImageDataset`` for those.
 
-    ``teacher_outputs: {teacher name: folder}`` (an option, or the attribute that ``train.teacher_cache``
-    sets on the training set, see :mod:`kit.distill.teacher_cache`) adds each teacher's image of the sample,
-    cropped and augmented exactly as the GT, as ``sample["teacher"][name]``; the ``.npy`` files are
+    ``teacher_outputs: {teacher name: folder}`` (an option; the training run sets it on the train dataset's
+    options when ``train.teacher_cache`` is on, see :mod:`kit.distill.teacher_cache`) adds each teacher's
+    image of the sample, cropped and augmented exactly as the GT, as ``sample["teacher"][name]``; the ``.npy`` files are
     memory-mapped, not held in memory.
     """
 
     def __init__(self, opt: dict) -> None:
         if opt.get("color") == "y" or "mean" in opt or "std" in opt:
             raise ValueError("CachedPairedImageDataset does not support color: y or mean/std; use PairedImageDataset")
-        self._cache = ImageCache(opt.get("cache_gb"), f"datasets:{opt.get('phase', 'train')}")  # uint8 BGR
+        self._cache = DecodedImageStore(opt.get("cache_gb"), f"datasets:{opt.get('phase', 'train')}")  # uint8 BGR
         super().__init__(opt)
         self._teacher_maps: dict[str, np.ndarray] = {}
         self.teacher_outputs: dict[str, str] = dict(opt.get("teacher_outputs") or {})
@@ -69,7 +70,7 @@ class CachedPairedImageDataset(PairedImageDataset):
         """Each cached teacher image of ``lq_path``: memory-mapped ``(sH, sW, 3)`` float16 RGB."""
         images = {}
         for name, folder in self.teacher_outputs.items():
-            path = str(Path(folder) / f"{Path(lq_path).stem}.npy")
+            path = str(teacher_image_file(folder, lq_path))
             img = self._teacher_maps.get(path)
             if img is None:
                 if not Path(path).is_file():
@@ -108,6 +109,30 @@ class CachedPairedImageDataset(PairedImageDataset):
         return sample
 
 
+def teacher_image_file(teacher_folder: str | os.PathLike, lq_path: str) -> Path:
+    """The teacher cache's file layout, in one place: one teacher's image of the LQ file ``lq_path``.
+
+    :mod:`kit.distill.teacher_cache` writes these files and this dataset reads them.
+    """
+    return Path(teacher_folder) / f"{Path(lq_path).stem}.npy"
+
+
 def _float(img: np.ndarray) -> np.ndarray:
     """uint8 → float32 in [0, 1], a new array (as BasicSR's ``imfrombytes(..., float32=True)``)."""
     return img.astype(np.float32) / 255.0
+
+
+def paired_lq_paths(opt: dict) -> list[str]:
+    """The LQ files of a paired dataset's options, in the order ``PairedImageDataset`` lists them.
+
+    The same listing as BasicSR's (folder, or ``meta_info_file``), without building the dataset: the training
+    run needs it before the dataset exists, to build the teacher cache the dataset then reads.
+    """
+    from basicsr.data.data_util import paired_paths_from_folder, paired_paths_from_meta_info_file
+
+    folders, keys, tmpl = [opt["dataroot_lq"], opt["dataroot_gt"]], ["lq", "gt"], opt.get("filename_tmpl", "{}")
+    if opt.get("meta_info_file") is not None:
+        pairs = paired_paths_from_meta_info_file(folders, keys, opt["meta_info_file"], tmpl)
+    else:
+        pairs = paired_paths_from_folder(folders, keys, tmpl)
+    return [p["lq_path"] for p in pairs]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from kit.infer.images import IMAGE_EXTENSIONS
+from kit.images import IMAGE_EXTENSIONS
 
 
 def check_folder(folder: str | None, where: str) -> int:

@@ -140,7 +140,7 @@ class BicubicDown:
 
 def build_degradations(specs: list[dict] | None) -> list:
     """Build the list of degradations from options (each a mapping with ``type:``)."""
-    from kit.validate import build_from_registry
+    from kit.registry import build_from_registry
 
     return [build_from_registry(DEGRADATION_REGISTRY, spec, f"degradations[{i}]") for i, spec in enumerate(specs or [])]
 

@@ -8,9 +8,9 @@ from basicsr.data.transforms import augment
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from kit.data.decoded_store import DecodedImageStore
 from kit.data.degradations import BicubicDown, apply_degradations, build_degradations
-from kit.data.image_cache import ImageCache
-from kit.infer.images import list_images, read_image
+from kit.images import list_images, read_image
 
 
 @DATASET_REGISTRY.register()
@@ -35,7 +35,7 @@ class DegradedImageDataset(data.Dataset):
             num_worker_per_gpu: 0
 
     For SR (``scale`` > 1) the list must hold a ``BicubicDown`` of that scale. Decoded GT images are kept in
-    memory up to ``cache_gb`` (default 4, per data-loader worker; see :mod:`kit.data.image_cache`).
+    memory up to ``cache_gb`` (default 4, per data-loader worker; see :mod:`kit.data.decoded_store`).
     """
 
     def __init__(self, opt: dict) -> None:
@@ -54,7 +54,7 @@ class DegradedImageDataset(data.Dataset):
                 f"add {{type: BicubicDown, scale: {self.scale}}} (or fix scale)"
             )
         self.seed = int(opt.get("seed", 0))
-        self._cache = ImageCache(opt.get("cache_gb"), f"datasets:{opt.get('phase', 'train')}")  # decoded GT
+        self._cache = DecodedImageStore(opt.get("cache_gb"), f"datasets:{opt.get('phase', 'train')}")  # decoded GT
 
     def __len__(self) -> int:
         return len(self.paths)

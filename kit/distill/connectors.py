@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import Registry
 from torch import Tensor, nn
 
-from kit.validate import build_from_registry
+from kit.registry import build_from_registry
 
 __all__ = ["CONNECTOR_REGISTRY", "ConvConnector", "IdentityConnector", "build_connector"]
 

@@ -31,7 +31,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kit.validate import OptionsKeyError
+from kit.registry import OptionsKeyError, build_loss
 
 
 def _check_keys(opt: dict, allowed: tuple[str, ...], where: str) -> None:
@@ -82,11 +82,9 @@ class Upcycle:
     VARIANTS = ("hr_crop", "zoom_out")
 
     def __init__(self, opt: dict, scale: int) -> None:
-        from kit.models.sr_model import build_checked_loss
-
         _check_keys(opt, ("weight", "loss", "variants", "flips", "every"), "train:recipes:upcycle")
         self.loss_weight = float(opt.get("weight", 1.0))
-        self.loss = build_checked_loss(opt.get("loss", {"type": "L1Loss", "loss_weight": 1.0}), "upcycle:loss")
+        self.loss = build_loss(opt.get("loss", {"type": "L1Loss", "loss_weight": 1.0}), "upcycle:loss")
         self.variants = list(opt.get("variants", self.VARIANTS))
         bad = [v for v in self.variants if v not in self.VARIANTS]
         if bad or not self.variants:

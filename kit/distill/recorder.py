@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FeatureRecorder", "closest_paths", "module_paths", "parse_spec"]
+__all__ = ["FeatureRecorder", "closest_paths", "module_paths", "parse_spec", "record_shapes"]
 
 _SPEC = re.compile(r"^(?P<path>[^#]*)(?:#(?P<index>.*))?$")
 _SOURCES = ("output", "input")
@@ -73,6 +73,39 @@ def _first_tensor(value: Any) -> Tensor | None:
             if isinstance(item, Tensor):
                 return item
     return None
+
+
+Shape = tuple[int, ...] | str  # a tensor's shape, or the type name of a value that holds no tensor
+
+
+def describe_value(value: Any) -> Shape:
+    """The shape of what a recorder would record from ``value`` (its first tensor), else its type name."""
+    tensor = _first_tensor(value)
+    return tuple(tensor.shape) if tensor is not None else type(value).__name__
+
+
+def record_shapes(model: nn.Module, x: Tensor) -> tuple[dict[str, list[Shape]], Shape]:
+    """Run ``x`` through ``model`` (no grad) and record every module's output shape, per call.
+
+    Returns:
+        ``{path: [shape of call 0, shape of call 1, ...]}`` for every path of :func:`module_paths` (an empty
+        list for a module that did not run) and the model's output shape: the call indices a spec
+        ``path#k`` selects, as :class:`FeatureRecorder` counts them.
+    """
+    model = _bare(model)
+    calls: dict[str, list[Shape]] = {name: [] for name in module_paths(model)}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[name].register_forward_hook(lambda _m, _a, out, sink=sink: sink.append(describe_value(out)))
+        for name, sink in calls.items()
+    ]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls, describe_value(out)
 
 
 class FeatureRecorder:

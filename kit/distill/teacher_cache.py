@@ -41,7 +41,8 @@ import torch
 from tqdm import tqdm
 
 from kit.checkpoint import sha256_file
-from kit.validate import OptionsKeyError
+from kit.data.cached_dataset import teacher_image_file
+from kit.registry import OptionsKeyError
 
 CACHE_FORMAT = 1
 DEFAULT_ROOT = "datasets/teacher_cache"
@@ -76,6 +77,19 @@ def cache_enabled(opt: Mapping[str, Any]) -> bool:
         opt.get("model_type") == "DistillModel"
         and cache_options((opt.get("train") or {}).get("teacher_cache")) is not None
     )
+
+
+def resolve_cache(opt: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``train.teacher_cache`` checked once at start-up: its ``{root, tile, overlap}``, or ``None`` when off.
+
+    Raises:
+        OptionsKeyError: bad keys, or options a cache of teacher images cannot serve (see
+            :func:`check_cache_usable`).
+    """
+    if not cache_enabled(opt):
+        return None
+    check_cache_usable(opt)
+    return cache_options(opt["train"]["teacher_cache"])
 
 
 def check_cache_usable(opt: Mapping[str, Any]) -> None:
@@ -125,12 +139,12 @@ def cache_key(entries: Mapping[str, Mapping[str, Any]], lq_paths: list[str], spe
 
 
 def cache_file(folder: Path, teacher: str, lq_path: str) -> Path:
-    """Where the image of ``teacher`` for the LQ file ``lq_path`` is stored."""
-    return folder / teacher / f"{Path(lq_path).stem}.npy"
+    """Where the image of ``teacher`` for the LQ file ``lq_path`` is stored in the cache ``folder``."""
+    return teacher_image_file(folder / teacher, lq_path)
 
 
 def _rgb_tensor(lq_path: str, device: torch.device) -> torch.Tensor:
-    from kit.infer.images import read_image
+    from kit.images import read_image
 
     img = read_image(lq_path)  # (H, W, 3) RGB float32 in [0, 1]
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(device)  # (1, 3, H, W)
@@ -149,7 +163,11 @@ def _folder(spec: Mapping[str, Any], entries: Mapping[str, Any], lq_paths: list[
 
 
 def build_teacher_cache(
-    opt: Mapping[str, Any], lq_paths: list[str], root: Path, device: torch.device | str = "cpu"
+    opt: Mapping[str, Any],
+    lq_paths: list[str],
+    root: Path,
+    device: torch.device | str = "cpu",
+    teachers: Mapping[str, Any] | None = None,
 ) -> Path:
     """Run the options' teacher(s) over ``lq_paths`` and store their images; reuse a complete cache.
 
@@ -158,11 +176,12 @@ def build_teacher_cache(
         lq_paths: The training LQ files, in the dataset's order.
         root: The repository root that a relative ``train.teacher_cache.root`` is resolved against.
         device: Where the teachers run.
+        teachers: The options' teachers already loaded (``{name: LoadedTeacher}``, as the training run hands
+            them on); loaded here from the options when ``None``.
 
     Returns:
         The cache folder (``<root>/<key>``), holding one sub-folder per teacher and ``manifest.json``.
     """
-    from kit.infer.tiled import tiled_forward
     from kit.teachers import load_teachers, teacher_entries
 
     logger = logging.getLogger("basicsr")
@@ -172,9 +191,25 @@ def build_teacher_cache(
     if (folder / "manifest.json").is_file():
         logger.info(f"Teacher cache: reusing {folder} ({len(lq_paths)} images per teacher)")
         return folder
+    if teachers is None:
+        teachers = load_teachers(entries, scale=opt.get("scale"))
+    _write_cache(folder, spec, entries, teachers, lq_paths, int(opt.get("scale", 1)), device)
+    return folder
 
-    scale = int(opt.get("scale", 1))
-    teachers = load_teachers(entries, scale=opt.get("scale"))
+
+def _write_cache(
+    folder: Path,
+    spec: Mapping[str, Any],
+    entries: Mapping[str, Any],
+    teachers: Mapping[str, Any],
+    lq_paths: list[str],
+    scale: int,
+    device: torch.device | str,
+) -> None:
+    """Run every teacher over every LQ file into a temporary folder, then rename it to ``folder``."""
+    from kit.infer.tiled import tiled_forward
+
+    logger = logging.getLogger("basicsr")
     tmp = folder.parent / f"{folder.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     for name in teachers:
@@ -196,16 +231,7 @@ def build_teacher_cache(
                 last_log = time.time()
                 eta = (last_log - start) / done * (len(lq_paths) - done)
                 logger.info(f"Teacher cache: {done}/{len(lq_paths)} images, ETA {eta / 60:.1f} min")
-        manifest = {
-            "format": CACHE_FORMAT,
-            "teachers": {name: t.info.describe() for name, t in teachers.items()},
-            "checkpoints": {name: e.get("checkpoint") for name, e in entries.items()},
-            "scale": scale,
-            "tile": spec["tile"],
-            "overlap": spec["overlap"],
-            "images": [Path(p).name for p in lq_paths],
-            "seconds": round(time.time() - start, 1),
-        }
+        manifest = _manifest(spec, entries, teachers, lq_paths, scale, time.time() - start)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         if folder.exists():  # another process finished the same cache first: identical content
             shutil.rmtree(tmp)
@@ -215,7 +241,20 @@ def build_teacher_cache(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info(f"Teacher cache: {len(lq_paths) * len(nets)} images in {time.time() - start:.0f} s, stored in {folder}")
-    return folder
+
+
+def _manifest(spec, entries, teachers, lq_paths: list[str], scale: int, seconds: float) -> dict[str, Any]:
+    """What ``manifest.json`` of a complete cache records (its presence marks the cache complete)."""
+    return {
+        "format": CACHE_FORMAT,
+        "teachers": {name: t.info.describe() for name, t in teachers.items()},
+        "checkpoints": {name: e.get("checkpoint") for name, e in entries.items()},
+        "scale": scale,
+        "tile": spec["tile"],
+        "overlap": spec["overlap"],
+        "images": [Path(p).name for p in lq_paths],
+        "seconds": round(seconds, 1),
+    }
 
 
 def teacher_folders(folder: Path, names: list[str]) -> dict[str, str]:

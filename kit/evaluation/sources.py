@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from kit.infer.images import list_images, mod_crop, pair_folders, read_image
+from kit.images import list_images, mod_crop, pair_folders, read_image
 from kit.options import resolve_path
 
 

@@ -175,7 +175,7 @@ def reference_photo(scale: int) -> tuple[np.ndarray, str]:
         ``(H, W, 3)`` RGB float32 in [0, 1], and its path.
     """
     from kit.data import bundled
-    from kit.infer.images import list_images, read_image
+    from kit.images import list_images, read_image
 
     root = bundled.build()
     folder = root / "val" / "LR_bicubic" / f"X{scale}" if scale in bundled.SCALES else root / "val" / "HR"

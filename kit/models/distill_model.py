@@ -31,20 +31,26 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from kit.distill.pairs import ConnectorBank, dry_check, parse_distill
 from kit.distill.recipes import Recipes
 from kit.distill.recorder import FeatureRecorder
-from kit.distill.teacher_cache import cache_options, check_cache_usable
-from kit.models.sr_model import KitSRModel, build_checked_loss
-from kit.teachers import teachers_from_options, weighted_mean_output
+from kit.models.sr_model import KitSRModel
+from kit.registry import build_loss
+from kit.teachers import LoadedTeacher, load_teachers_frozen_rng, weighted_mean_output
 
 
 @MODEL_REGISTRY.register()
 class DistillModel(KitSRModel):
     """Knowledge distillation for restoration; options in the module docstring."""
 
+    def __init__(self, opt: dict, teachers: dict[str, LoadedTeacher] | None = None) -> None:
+        """``teachers``: the options' teachers as the training run loaded them (loaded here when ``None``)."""
+        self._handed_teachers = teachers
+        super().__init__(opt)
+
     # ------------------------------------------------------------------ set-up
     def build_training_losses(self) -> None:
         train_opt = self.opt["train"]
         logger = get_root_logger()
-        loaded = teachers_from_options(self.opt)
+        loaded = self._handed_teachers if self._handed_teachers is not None else load_teachers_frozen_rng(self.opt)
+        self._handed_teachers = None  # the model holds them from here on
         if not loaded:
             raise ValueError("DistillModel needs a teacher: network_t + path.pretrain_network_t, or teachers:")
         self.teachers = {name: t.net.to(self.device) for name, t in loaded.items()}
@@ -56,14 +62,13 @@ class DistillModel(KitSRModel):
 
         self.output_spec, self.pairs = parse_distill(train_opt.get("distill"), list(self.teachers))
         self.cached_teacher_images: dict[str, torch.Tensor] | None = None
-        use_cache = cache_options(train_opt.get("teacher_cache")) is not None
-        if use_cache:
-            check_cache_usable(self.opt)
+        # The training run resolved train.teacher_cache into this dataset option (kit.pipeline).
+        use_cache = bool(self.opt["datasets"].get("train", {}).get("teacher_outputs"))
         self.cri_out = None
         if self.output_spec is not None:
-            self.cri_out = build_checked_loss(self.output_spec.loss, "train:distill:output:loss").to(self.device)
+            self.cri_out = build_loss(self.output_spec.loss, "train:distill:output:loss").to(self.device)
         self.cri_pairs = {
-            p.name: build_checked_loss(p.loss, f"train:distill:{p.name}:loss").to(self.device) for p in self.pairs
+            p.name: build_loss(p.loss, f"train:distill:{p.name}:loss").to(self.device) for p in self.pairs
         }
         scale, total_iter = int(self.opt.get("scale", 1)), int(train_opt.get("total_iter", 1))
         self.recipes = Recipes(train_opt.get("recipes"), scale, total_iter)
@@ -73,7 +78,16 @@ class DistillModel(KitSRModel):
         if self.cri_pix is None and self.cri_out is None and not self.pairs:
             raise ValueError("nothing trains the student: give train:pixel_opt and/or train:distill entries")
 
-        # Recorders: one per (network, source); specs are checked against the real module paths here.
+        self.attach_recorders()
+        self.connectors = ConnectorBank(self.pairs).to(self.device)
+        self.check_pairs()
+        n_conn = sum(p.numel() for p in self.connectors.parameters())
+        logger.info(f"Distillation: {len(self.pairs)} feature pair(s), connectors {n_conn:,d} params (training only)")
+        if n_conn:
+            self.connectors = self.model_to_device(self.connectors)
+
+    def attach_recorders(self) -> None:
+        """One recorder per (network, source); the pairs' specs are checked against the real module paths here."""
         self.student_recs: dict[str, FeatureRecorder] = {}
         self.teacher_recs: dict[tuple[str, str], FeatureRecorder] = {}
         for source in ("output", "input"):
@@ -86,13 +100,6 @@ class DistillModel(KitSRModel):
                 if specs:
                     rec = FeatureRecorder(teacher, specs, source, role=f"teacher '{tname}'").attach()
                     self.teacher_recs[(tname, source)] = rec
-
-        self.connectors = ConnectorBank(self.pairs).to(self.device)
-        self.check_pairs()
-        n_conn = sum(p.numel() for p in self.connectors.parameters())
-        logger.info(f"Distillation: {len(self.pairs)} feature pair(s), connectors {n_conn:,d} params (training only)")
-        if n_conn:
-            self.connectors = self.model_to_device(self.connectors)
 
     def trainable_parameter_groups(self) -> list[dict]:
         groups = super().trainable_parameter_groups()

@@ -27,36 +27,23 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from basicsr.archs import build_network
-from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
-from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 
-from kit.validate import check_spec
+from kit.models.base_io import SafeModelIO
+from kit.registry import build_loss, build_network, check_spec
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 
-def build_checked_network(spec: dict, where: str) -> torch.nn.Module:
-    """``build_network`` after checking the type and arguments against the registry."""
-    check_spec(ARCH_REGISTRY, spec, where)
-    return build_network(spec)
-
-
-def build_checked_loss(spec: dict, where: str) -> torch.nn.Module:
-    """``build_loss`` after checking the type and arguments against the registry."""
-    check_spec(LOSS_REGISTRY, spec, where)
-    return build_loss(spec)
-
-
 @MODEL_REGISTRY.register()
-class KitSRModel(SRModel):
+class KitSRModel(SafeModelIO, SRModel):
     """SRModel with the kit's training conveniences; see the module docstring for its options."""
 
     def __init__(self, opt: dict) -> None:
-        # SRModel.__init__ builds network_g unchecked; check first so a typo names the key.
-        build_checked_network(opt["network_g"], "network_g")
+        # SRModel.__init__ builds network_g unchecked; check (without building) first so a typo names the key.
+        check_spec(ARCH_REGISTRY, opt["network_g"], "network_g")
         train_opt = opt.get("train", {}) if opt["is_train"] else {}
         amp = train_opt.get("amp")
         if amp is not None and amp not in _AMP_DTYPES:
@@ -77,7 +64,7 @@ class KitSRModel(SRModel):
         self.ema_decay = train_opt.get("ema_decay", 0)
         if self.ema_decay > 0:
             get_root_logger().info(f"Use Exponential Moving Average with decay: {self.ema_decay}")
-            self.net_g_ema = build_network(self.opt["network_g"]).to(self.device)
+            self.net_g_ema = build_network(self.opt["network_g"], "network_g").to(self.device)
             load_path = self.opt["path"].get("pretrain_network_g")
             if load_path is not None:
                 self.load_network(self.net_g_ema, load_path, self.opt["path"].get("strict_load_g", True), "params_ema")
@@ -87,7 +74,7 @@ class KitSRModel(SRModel):
         if train_opt.get("perceptual_opt"):
             raise ValueError("train:perceptual_opt needs VGG weights from the internet; this kit trains offline")
         pixel_opt = train_opt.get("pixel_opt")
-        self.cri_pix = build_checked_loss(pixel_opt, "train:pixel_opt").to(self.device) if pixel_opt else None
+        self.cri_pix = build_loss(pixel_opt, "train:pixel_opt").to(self.device) if pixel_opt else None
         self.cri_perceptual = None
         self.build_training_losses()
         self.setup_optimizers()
@@ -159,10 +146,6 @@ class KitSRModel(SRModel):
             # Warm-up (as TF's ExponentialMovingAverage with num_updates): at decay 0.999 a plain EMA is
             # still ~90% the random init after 100 iters, which short CPU runs would validate and export.
             self.model_ema(decay=min(self.ema_decay, (1 + current_iter) / (10 + current_iter)))
-
-    def extra_training_state(self) -> dict:
-        """Training-only state saved with every resume state (none here; connectors in DistillModel)."""
-        return {}
 
     # ---------------------------------------------------------------- inference
     def eval_network(self) -> torch.nn.Module:

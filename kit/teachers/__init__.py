@@ -17,6 +17,7 @@ from kit.teachers.loading import TeacherInfo, declared_in_channels, freeze, load
 from kit.teachers.multi import (
     LoadedTeacher,
     load_teachers,
+    load_teachers_frozen_rng,
     teacher_entries,
     teachers_from_options,
     weighted_mean_output,
@@ -34,6 +35,7 @@ __all__ = [
     "load_teacher",
     "load_teacher_with_info",
     "load_teachers",
+    "load_teachers_frozen_rng",
     "teacher_entries",
     "teachers_from_options",
     "weighted_mean_output",

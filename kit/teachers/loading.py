@@ -28,9 +28,9 @@ from basicsr.utils import get_root_logger
 from torch import nn
 
 from kit.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, load_checkpoint
+from kit.registry import OptionsKeyError, build_network, lookup
 from kit.teachers.auto import AUTO_TYPE, check_auto_options, detect_from_state, looks_like
 from kit.teachers.errors import TeacherError
-from kit.validate import OptionsKeyError, check_arguments
 
 _IN_KEYS = ("num_in_ch", "in_chans", "in_channels", "in_nc", "in_ch")
 _PROBE_SIZE = 16
@@ -131,47 +131,63 @@ def load_teacher_with_info(
         )
     ckpt_path = str(checkpoint) if checkpoint is not None else None
     if network_opt["type"] == AUTO_TYPE:
-        check_auto_options(network_opt)
-        if ckpt_path is None:
-            raise TeacherError(
-                f"{AUTO_TYPE} reads the architecture from the checkpoint, so it needs one: set "
-                "path.pretrain_network_t (or 'checkpoint:' in the teachers entry), or declare the architecture"
-            )
-        state = extract_state_dict(load_checkpoint(ckpt_path), param_key)
-        net, detected = detect_from_state(state, f"checkpoint '{ckpt_path}'")
-        info = TeacherInfo(
-            architecture=type(net).__name__,
-            source="spandrel",
-            scale=detected.scale,
-            in_channels=detected.input_channels,
-            out_channels=detected.output_channels,
-            num_params=_num_params(net),
-            checkpoint=ckpt_path,
-            detected_as=str(detected.architecture.id),
-            tags=tuple(detected.tags),
-        )
+        net, info = _detect_teacher(network_opt, ckpt_path, param_key)
     else:
-        net, in_ch = _build_declared(network_opt)
-        if ckpt_path is None:
-            get_root_logger().warning(f"Teacher {network_opt['type']} has no checkpoint: random weights.")
-        else:
-            state = extract_state_dict(load_checkpoint(ckpt_path), param_key)
-            _load_declared(net, state, ckpt_path, str(network_opt["type"]), strict)
-        freeze(net)
-        measured_scale, out_ch = _probe(net, in_ch, network_opt)
-        info = TeacherInfo(
-            architecture=type(net).__name__,
-            source="declared",
-            scale=measured_scale,
-            in_channels=in_ch,
-            out_channels=out_ch,
-            num_params=_num_params(net),
-            checkpoint=ckpt_path,
-        )
+        net, info = _declared_teacher(network_opt, ckpt_path, param_key, strict)
     freeze(net)
     if scale is not None:
         _check_contract(info, scale, channels)
     get_root_logger().info(f"Teacher: {info.describe()} (frozen, eval).")
+    return net, info
+
+
+def _detect_teacher(
+    network_opt: Mapping[str, Any], ckpt_path: str | None, param_key: str
+) -> tuple[nn.Module, TeacherInfo]:
+    """``{type: AutoTeacher}``: spandrel reads architecture, scale and channels from the checkpoint."""
+    check_auto_options(network_opt)
+    if ckpt_path is None:
+        raise TeacherError(
+            f"{AUTO_TYPE} reads the architecture from the checkpoint, so it needs one: set "
+            "path.pretrain_network_t (or 'checkpoint:' in the teachers entry), or declare the architecture"
+        )
+    state = extract_state_dict(load_checkpoint(ckpt_path), param_key)
+    net, detected = detect_from_state(state, f"checkpoint '{ckpt_path}'")
+    info = TeacherInfo(
+        architecture=type(net).__name__,
+        source="spandrel",
+        scale=detected.scale,
+        in_channels=detected.input_channels,
+        out_channels=detected.output_channels,
+        num_params=_num_params(net),
+        checkpoint=ckpt_path,
+        detected_as=str(detected.architecture.id),
+        tags=tuple(detected.tags),
+    )
+    return net, info
+
+
+def _declared_teacher(
+    network_opt: Mapping[str, Any], ckpt_path: str | None, param_key: str, strict: bool
+) -> tuple[nn.Module, TeacherInfo]:
+    """A registered architecture built from its options, its weights loaded, scale measured by a probe."""
+    net, in_ch = _build_declared(network_opt)
+    if ckpt_path is None:
+        get_root_logger().warning(f"Teacher {network_opt['type']} has no checkpoint: random weights.")
+    else:
+        state = extract_state_dict(load_checkpoint(ckpt_path), param_key)
+        _load_declared(net, state, ckpt_path, str(network_opt["type"]), strict)
+    freeze(net)
+    measured_scale, out_ch = _probe(net, in_ch, network_opt)
+    info = TeacherInfo(
+        architecture=type(net).__name__,
+        source="declared",
+        scale=measured_scale,
+        in_channels=in_ch,
+        out_channels=out_ch,
+        num_params=_num_params(net),
+        checkpoint=ckpt_path,
+    )
     return net, info
 
 
@@ -180,23 +196,14 @@ def _num_params(net: nn.Module) -> int:
 
 
 def _build_declared(network_opt: Mapping[str, Any]) -> tuple[nn.Module, int]:
-    """Build a registered architecture; refuse keys its constructor would silently swallow in ``**kwargs``."""
-    from basicsr.archs import build_network
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    type_name = str(network_opt["type"])
+    """Build a registered architecture by the one ``type:`` rule (keys a ``**kwargs`` would swallow refused)."""
     try:
-        cls = ARCH_REGISTRY.get(type_name)
-    except KeyError as err:  # kit.compat's message names the closest registered architectures
-        raise TeacherError(f"{err.args[0]}; or let spandrel detect it: {{type: {AUTO_TYPE}}}") from err
-    try:
-        check_arguments(cls, {k: v for k, v in network_opt.items() if k != "type"}, "teacher")
+        net = build_network(dict(network_opt), "teacher")
     except OptionsKeyError as err:
-        raise TeacherError(str(err)) from err
-    try:
-        net = build_network(dict(network_opt))
+        hint = f"; or let spandrel detect it: {{type: {AUTO_TYPE}}}" if "unknown type" in str(err) else ""
+        raise TeacherError(f"{err}{hint}") from err
     except TypeError as err:
-        raise TeacherError(f"cannot build teacher {type_name} from {dict(network_opt)}: {err}") from err
+        raise TeacherError(f"cannot build teacher {network_opt['type']} from {dict(network_opt)}: {err}") from err
     return net, declared_in_channels(network_opt)
 
 
@@ -204,7 +211,7 @@ def declared_in_channels(network_opt: Mapping[str, Any]) -> int:
     """Image channels a registered architecture takes: its ``num_in_ch``/``in_chans``/... option or default, else 3."""
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    params = inspect.signature(ARCH_REGISTRY.get(str(network_opt["type"])).__init__).parameters
+    params = inspect.signature(lookup(ARCH_REGISTRY, network_opt["type"], "teacher").__init__).parameters
     bound = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
     bound.update({k: v for k, v in network_opt.items() if k != "type"})
     return next((int(bound[k]) for k in _IN_KEYS if isinstance(bound.get(k), int)), 3)

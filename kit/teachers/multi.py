@@ -103,6 +103,18 @@ def teachers_from_options(opt: Mapping[str, Any]) -> dict[str, LoadedTeacher]:
     return load_teachers(teacher_entries(opt), scale=opt.get("scale"))
 
 
+def load_teachers_frozen_rng(opt: Mapping[str, Any]) -> dict[str, LoadedTeacher]:
+    """:func:`teachers_from_options` without drawing from the global random streams.
+
+    Building a network draws its initial weights, which the checkpoint then overwrites. Under a forked RNG the
+    student's initialisation and the data order of a run do not depend on whether, when or how many teachers
+    were loaded (the teacher cache loads them before the student exists, a live teacher after).
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        return teachers_from_options(opt)
+
+
 def weighted_mean_output(outputs: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
     """Σ wᵢ·outputᵢ / Σ wᵢ over the teachers (the ensemble target for output-KD).
 

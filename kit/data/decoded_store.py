@@ -15,7 +15,7 @@ from basicsr.utils import get_root_logger
 DEFAULT_CACHE_GB = 4.0
 
 
-class ImageCache:
+class DecodedImageStore:
     """``get(key, decode)``: the cached array, or ``decode()``'s, kept while the budget allows.
 
     Args:

@@ -1,4 +1,4 @@
-"""Reading, writing and pairing images for inference and evaluation.
+"""Image files: reading, writing and pairing them (used by the datasets, evaluation, the teacher cache and export).
 
 Convention: images in memory are **RGB, float32 in [0, 1], HWC** numpy arrays. :func:`read_image` converts
 8-bit (/255) and 16-bit (/65535) files, grayscale (replicated to 3 channels) and images with alpha (dropped,

@@ -7,7 +7,7 @@ Usage::
     kit-eval --onnx submissions/distill_rlfn_x4/model.onnx --lq LR/X4 --gt HR --scale 4
     kit-eval -opt options/distill_naf_denoise.yml --gt my_photos/   # LQ made by the training degradation (seeded)
     kit-eval -opt options/distill.yml --rgb --crop-border 4    # NTIRE ESR convention instead of the papers' Y
-    python -m kit.evaluate ...                                 # the same
+    python -m kit.cli.eval ...                                 # the same
 
 Data: ``--lq DIR --gt DIR`` (paired by file name), or ``--gt DIR`` alone (LQ made from each GT by the options'
 training degradation: a ``DegradedImageDataset``'s ``degradations``, else MATLAB bicubic ×scale; seed fixed),

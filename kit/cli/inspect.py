@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from kit.distill.recorder import parse_spec, record_shapes
+
 CALL_SEP = "#"
 _MAX_PATH_COL = 56
 
@@ -43,45 +45,6 @@ class Network:
     teacher_name: str | None = None
     calls: dict[str, list[tuple[int, ...] | str]] = field(default_factory=dict)
     output: tuple[int, ...] | str = ""
-
-
-def trace(net: nn.Module, x: torch.Tensor) -> tuple[dict[str, list[tuple[int, ...] | str]], tuple[int, ...] | str]:
-    """Run ``x`` through ``net`` and record every module's output shape, per call.
-
-    Returns:
-        ``{path: [shape of call 0, shape of call 1, ...]}`` for every module of ``named_modules()`` (the root
-        left out; an empty list for a module that did not run), and the network's output shape. A non-tensor
-        output is recorded as its type name.
-    """
-    calls: dict[str, list[tuple[int, ...] | str]] = {name: [] for name, _ in net.named_modules() if name}
-    handles = []
-    for name, module in net.named_modules():
-        if name:
-            handles.append(module.register_forward_hook(_recorder(calls[name])))
-    try:
-        with torch.no_grad():
-            out = net(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return calls, _describe(out)
-
-
-def _recorder(sink: list) -> Any:
-    def hook(module: nn.Module, args: Any, output: Any) -> None:
-        sink.append(_describe(output))
-
-    return hook
-
-
-def _describe(value: Any) -> tuple[int, ...] | str:
-    if isinstance(value, torch.Tensor):
-        return tuple(value.shape)
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            if isinstance(item, torch.Tensor):
-                return tuple(item.shape)
-    return type(value).__name__
 
 
 def fmt_shape(shape: tuple[int, ...] | str) -> str:
@@ -127,8 +90,8 @@ def format_layers(calls: dict[str, list[tuple[int, ...] | str]], filter_: str | 
 
 
 def lookup(calls: dict[str, list[tuple[int, ...] | str]], spec: str, role: str) -> tuple[int, ...] | str:
-    """Shape of ``path`` or ``path#k`` from :func:`trace`'s record, with errors that say what to pick."""
-    path, _, index = spec.partition(CALL_SEP)
+    """Shape of ``path`` or ``path#k`` in a :func:`~kit.distill.recorder.record_shapes` record (errors say why)."""
+    path, index = parse_spec(spec)
     if path not in calls:
         close = difflib.get_close_matches(path, list(calls), n=3, cutoff=0.5)
         hint = f"closest: {', '.join(close)}" if close else "run kit-inspect without --pair to list them"
@@ -136,15 +99,15 @@ def lookup(calls: dict[str, list[tuple[int, ...] | str]], spec: str, role: str) 
     shapes = calls[path]
     if not shapes:
         raise ValueError(f"{role} path '{path}' did not run in the forward; pick a module that forward() calls")
-    if not index:
+    if index is None:
         if len(shapes) > 1:
             raise ValueError(
                 f"{role} path '{path}' runs {len(shapes)} times; write '{path}#k' with k in 0..{len(shapes) - 1}"
             )
         return shapes[0]
-    if not index.isdigit() or int(index) >= len(shapes):
+    if index >= len(shapes):
         raise ValueError(f"{role} spec '{spec}': '{path}' runs {len(shapes)} time(s); use k in 0..{len(shapes) - 1}")
-    return shapes[int(index)]
+    return shapes[index]
 
 
 def pair_advice(student: tuple[int, ...] | str, teacher: tuple[int, ...] | str) -> tuple[list[str], dict | None]:
@@ -210,9 +173,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _networks(args: argparse.Namespace) -> list[Network]:
-    from basicsr.archs import build_network
-
     from kit.options import load_options
+    from kit.registry import build_network
     from kit.teachers import declared_in_channels, load_teacher_with_info, teacher_entries
     from kit.teachers.auto import AUTO_TYPE
 
@@ -221,7 +183,7 @@ def _networks(args: argparse.Namespace) -> list[Network]:
         opt = load_options(args.opt)
         if "network_g" not in opt:
             raise ValueError(f"{args.opt} has no network_g (the student)")
-        student = build_network(dict(opt["network_g"])).eval()
+        student = build_network(dict(opt["network_g"]), "network_g").eval()
         params = sum(p.numel() for p in student.parameters())
         note = f"{opt['network_g']['type']}, {params / 1e6:.3f}M params"
         nets.append(Network("student", student, declared_in_channels(opt["network_g"]), note))
@@ -284,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         h, w = args.input_size
         for n in nets:
             x = torch.zeros(1, n.in_channels, h, w)
-            n.calls, n.output = trace(n.net, x)
+            n.calls, n.output = record_shapes(n.net, x)
             if not args.pair:
                 print(f"{n.role}: {n.note}")
                 print(f"  input {fmt_shape(tuple(x.shape))} → output {fmt_shape(n.output)}")

@@ -1,0 +1,5 @@
+"""The kit's command lines: ``kit-eval`` (:mod:`kit.cli.eval`) and ``kit-inspect`` (:mod:`kit.cli.inspect`).
+
+``kit-data`` is :mod:`kit.data.bundled`; ``train.py`` and ``export.py`` stand at the top of the repository.
+Each ``main(argv)`` returns the exit status; the entry points are in ``pyproject.toml``.
+"""
