@@ -23,6 +23,24 @@ class OptionsError(ValueError):
     """An options file or override that cannot be used as written."""
 
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_name(value: Any, where: str) -> str:
+    """``value`` if it is a plain name (letters, digits, ``.``, ``_``, ``-``; starting with a letter or digit).
+
+    Names become folders (``experiments/<name>``, ``tb_logger/<name>``, ``submissions/<name>``, a teacher's
+    folder in the teacher cache): a ``/``, ``\\``, ``..``, an absolute path or an empty name would write or
+    move folders outside the kit's output folders, so it is refused before anything is created.
+    """
+    if not isinstance(value, str) or not _PLAIN_NAME.match(value):
+        raise OptionsError(
+            f"{where} {value!r} is not a plain name: use letters, digits, '.', '_' and '-' only, starting with a "
+            "letter or digit (it becomes a folder name; no '/', '\\', '..' or absolute paths)"
+        )
+    return value
+
+
 class _SafeLoader(yaml.SafeLoader):
     """SafeLoader that also reads ``2e-4``/``1E5`` as floats (YAML 1.1 needs a dot)."""
 
@@ -101,6 +119,7 @@ def finalize(opt: dict[str, Any], is_train: bool = True, root: Path = REPO_ROOT)
             raise OptionsError(
                 f"options have no '{key}'; every options file needs name, model_type, network_g, datasets"
             )
+    check_name(opt["name"], "name")
     opt.setdefault("num_gpu", "auto")
     opt.setdefault("path", {})
     opt.setdefault("logger", {})

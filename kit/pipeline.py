@@ -195,7 +195,7 @@ def open_experiment(run: Run) -> None:
     if run.resume_state is not None:
         point_student_at_resume(opt, run.resume_state["iter"])
     elif opt["rank"] == 0:
-        archived = archive_experiment(run.exp_root)
+        archived = archive_experiment(run.exp_root, run.root / "experiments")
         for key in ("experiments_root", "models", "training_states", "visualization"):
             Path(opt["path"][key]).mkdir(parents=True, exist_ok=True)
     barrier(opt)

@@ -61,10 +61,19 @@ def wait_for_rank0(opt: dict, done: Path) -> None:
     barrier(opt)
 
 
-def archive_experiment(root: Path) -> Path | None:
-    """Move an existing experiment folder aside (never delete it) before a fresh run reuses its name."""
-    if not root.exists():
+def archive_experiment(root: Path, experiments: Path) -> Path | None:
+    """Move an existing experiment folder aside (never delete it) before a fresh run reuses its name.
+
+    Only ever a folder directly under ``experiments`` (the kit's own output folder): anything else (a path that
+    leads elsewhere, a link out of it) is refused, whatever the options say.
+    """
+    if not root.exists() and not root.is_symlink():
         return None
+    if root.is_symlink() or root.resolve().parent != experiments.resolve():
+        raise RuntimeError(
+            f"refusing to move '{root}' aside: only folders directly under {experiments} are archived; "
+            "rename the experiment (options 'name')"
+        )
     target = root.with_name(f"{root.name}_archived_{get_time_str()}")
     os.replace(root, target)
     return target

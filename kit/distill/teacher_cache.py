@@ -188,6 +188,9 @@ def build_teacher_cache(
     spec = cache_options(opt["train"].get("teacher_cache"))
     entries = teacher_entries(opt)
     folder = _folder(spec, entries, lq_paths, root)
+    logger.info(
+        f"Teacher cache: root {folder.parent} (train.teacher_cache.root {spec['root']!r}); folder {folder.name}"
+    )
     if (folder / "manifest.json").is_file():
         logger.info(f"Teacher cache: reusing {folder} ({len(lq_paths)} images per teacher)")
         return folder

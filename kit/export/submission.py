@@ -56,7 +56,7 @@ from kit.export.onnx_export import (
     parity_inputs,
     reference_photo,
 )
-from kit.options import REPO_ROOT, load_options
+from kit.options import REPO_ROOT, OptionsError, check_name, load_options
 
 __all__ = [
     "DEFAULT_MAX_PARAMS",
@@ -71,7 +71,6 @@ __all__ = [
 
 DEFAULT_OUT_DIR = REPO_ROOT / "submissions"
 DEFAULT_MAX_PARAMS = 5_000_000
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 _Say = Callable[[str], None]
 
@@ -167,9 +166,11 @@ def _check_target(
     opt: Mapping[str, Any], name: str | None, out_dir: str | os.PathLike, force: bool
 ) -> tuple[str, Path]:
     """The submission name and folder, refused before any work when the name is bad or taken (without ``force``)."""
-    name = str(name or opt["name"])
-    if not _NAME.match(name):
-        raise SubmissionError(f"submission name '{name}' may only hold letters, digits, '.', '_' and '-'; use --name")
+    try:
+        check_name(opt.get("name"), "the options' name")
+        name = check_name(str(name) if name is not None else opt["name"], "submission name")
+    except OptionsError as err:
+        raise SubmissionError(f"{err}; use --name for the submission") from err
     out_dir = Path(out_dir)
     if not force:
         _refuse_existing(out_dir, name)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from kit.checkpoint import CheckpointError
-from kit.options import resolve_path
+from kit.options import OptionsError, check_name, resolve_path
 from kit.teachers.errors import TeacherError
 from kit.teachers.loading import TeacherInfo, load_teacher_with_info
 
@@ -152,6 +152,11 @@ def _validate(entries: Any, single: bool = False) -> dict[str, dict[str, Any]]:
     out = {}
     for name, entry in entries.items():
         label = where if single else f"teachers.{name}"
+        if not single:  # a teacher's name is a folder of the teacher cache
+            try:
+                check_name(name, "a teacher's name under teachers:")
+            except OptionsError as err:
+                raise TeacherError(str(err)) from err
         if not isinstance(entry, Mapping):
             raise TeacherError(f"{label}: expected a mapping with {', '.join(ENTRY_KEYS)}, got {entry!r}")
         unknown = sorted(set(entry) - set(ENTRY_KEYS))
