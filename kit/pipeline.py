@@ -48,7 +48,7 @@ from kit.options import REPO_ROOT, parse_train_options
 from kit.registry import OptionsKeyError, build_model, lookup
 from kit.resume import find_resume_state, load_resume_state, point_student_at_resume
 from kit.run_support import archive_experiment, barrier, check_ranks_agree, setup_logger, wait_for_rank0
-from kit.teachers import load_teachers_frozen_rng
+from kit.teachers import check_teacher_files, load_teachers_frozen_rng, teacher_entries
 
 # Re-exported for callers of the pipeline's helpers (tests, benchmarks).
 __all__ = ["Run", "main", "run_training", "setup_logger"]
@@ -164,6 +164,8 @@ def train_teacher(run: Run) -> None:
 def build(run: Run) -> None:
     """Experiment folder (or resume state), log file, teachers, teacher cache, loaders, model."""
     opt = run.opt
+    if run.distill:  # after the teacher stage (which may have made it), before the experiment folder is touched
+        check_teacher_files(teacher_entries(opt))
     set_random_seed(opt["manual_seed"] + opt["rank"])  # after the teacher stage, which seeds its own run
     open_experiment(run)
     if run.distill:

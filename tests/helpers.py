@@ -150,8 +150,18 @@ def run_train(args: list[str], cwd: Path, env_extra: dict | None = None, timeout
     )
 
 
-def run_torchrun(opt_file: Path, cwd: Path, port: int, nproc: int = 2) -> str:
+def free_port() -> int:
+    """A TCP port free on localhost now (for torchrun/gloo rendezvous; fixed ports clash between test runs)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_torchrun(opt_file: Path, cwd: Path, nproc: int = 2) -> str:
     """``torchrun --nproc_per_node=N train.py -opt FILE --launcher pytorch`` on the CPU; returns the log."""
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",

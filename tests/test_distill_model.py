@@ -104,7 +104,7 @@ def test_killed_distillation_resumes_connectors_and_teacher(bundled_root, tmp_pa
 def test_ddp_distillation_ranks_agree(bundled_root, tmp_path, teacher, exp_name) -> None:
     opt = distill_options(bundled_root, exp_name, *teacher, **{"train:total_iter": 4, "val:val_freq": 100})
     opt_file = write_options(tmp_path / "o.yml", opt)
-    log = run_torchrun(opt_file, cwd=tmp_path, port=29562)
+    log = run_torchrun(opt_file, cwd=tmp_path)
     assert "all 2 ranks hold identical weights: student" in log and "connectors" in log
 
 
@@ -280,6 +280,6 @@ def test_ddp_teacher_stage_then_distillation(bundled_root, tmp_path, exp_name) -
         bundled_root, exp_name, teacher_opt["network_g"], ckpt, **{"train:total_iter": 2, "val:val_freq": 100}
     )
     opt["path"]["teacher_recipe"] = str(recipe)
-    log = run_torchrun(write_options(tmp_path / "o.yml", opt), cwd=tmp_path, port=29564)
+    log = run_torchrun(write_options(tmp_path / "o.yml", opt), cwd=tmp_path)
     assert "Stage 1/2 done" in log and ckpt.is_file()
     assert "all 2 ranks hold identical weights: student" in log

@@ -17,6 +17,7 @@ from basicsr.models.base_model import BaseModel
 from kit.checkpoint import CheckpointError
 from kit.models import KitSRModel
 from kit.models.base_io import SafeModelIO
+from tests.helpers import free_port
 
 
 class _Model(SafeModelIO, BaseModel):
@@ -44,7 +45,7 @@ def test_ddp_on_cpu_without_device_ids(tmp_path: Path) -> None:
     import torch.distributed as dist
 
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29533")
+    os.environ["MASTER_PORT"] = str(free_port())
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         net = _Model(tmp_path, dist=True).model_to_device(torch.nn.Linear(2, 2))

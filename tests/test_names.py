@@ -76,7 +76,7 @@ def test_export_refuses_bad_names_and_writes_nothing(bundled_root, tmp_path, vic
     for bad in _bad_names(victim):
         hostile = write_options(tmp_path / "hostile.yml", tiny_options(bundled_root, bad))
         assert export_main(["-opt", str(hostile), "--out-dir", str(out)]) != 0  # the options' name
-        assert export_main(["-opt", str(good), "--name", bad, "--out-dir", str(out)]) != 0  # --name
+        assert export_main(["-opt", str(good), f"--name={bad}", "--out-dir", str(out)]) != 0  # --name
     assert _tree(victim) == before
     assert not out.exists() or not any(out.iterdir())
 

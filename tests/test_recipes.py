@@ -11,7 +11,7 @@ import torch
 
 from kit.distill.recipes import PairBalance, Recipes, TargetMix, Upcycle
 from kit.registry import OptionsKeyError
-from tests.helpers import build, distill_options, tiny_teacher_checkpoint
+from tests.helpers import build, distill_options, free_port, tiny_teacher_checkpoint
 
 
 def test_mix_weight_at_given_steps() -> None:
@@ -132,7 +132,7 @@ def test_balance_scale_is_the_same_on_every_ddp_rank(tmp_path) -> None:
     import torch.multiprocessing as mp
 
     out = str(tmp_path / "scale")
-    mp.spawn(_balance_rank, args=(2, 29571, out), nprocs=2, join=True)
+    mp.spawn(_balance_rank, args=(2, free_port(), out), nprocs=2, join=True)
     scales = [float((tmp_path / f"scale.{r}").read_text()) for r in range(2)]
     # mean pixel loss 0.075, mean pair loss 2.5: 0.1 * 0.075 / 2.5 on both ranks (not 0.005 and 0.0025)
     assert scales == [pytest.approx(0.003, rel=1e-6)] * 2

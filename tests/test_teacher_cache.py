@@ -77,7 +77,7 @@ def test_refused_with_feature_pairs(bundled_root, tmp_path, teacher) -> None:
     opt = distill_options(bundled_root, "p", *teacher)
     opt["train"]["teacher_cache"] = True
     with pytest.raises(OptionsKeyError, match=r"feature pair\(s\) \['mid'\].*remove teacher_cache or the pairs"):
-        build(opt, tmp_path)
+        tc.resolve_cache(_finalized(opt, tmp_path))  # the training run's start-up check (kit.pipeline)
 
 
 def test_refused_with_an_on_the_fly_degradation(bundled_root, tmp_path, teacher) -> None:
@@ -265,7 +265,7 @@ def test_torchrun_rank0_builds_the_other_rank_reuses(bundled_root, tmp_path, tea
 
     opt = _cache_options(bundled_root, tmp_path, teacher, name=exp_name)
     opt["val"]["val_freq"] = 100
-    log = run_torchrun(write_options(tmp_path / "o.yml", opt), cwd=tmp_path, port=29563)
+    log = run_torchrun(write_options(tmp_path / "o.yml", opt), cwd=tmp_path)
     (folder,) = (tmp_path / "cache").iterdir()  # one complete cache, no partial folder left
     assert (folder / "manifest.json").is_file()
     assert "all 2 ranks hold identical weights: student" in log

@@ -118,13 +118,10 @@ def check_cache_usable(opt: Mapping[str, Any]) -> None:
 
 def cache_key(entries: Mapping[str, Mapping[str, Any]], lq_paths: list[str], spec: Mapping[str, Any]) -> str:
     """Key of the cache: teachers (options + checkpoint bytes), LQ files (name + bytes) and tiling."""
+    from kit.teachers import check_teacher_files
+
     parts: dict[str, Any] = {"format": CACHE_FORMAT, "tile": spec["tile"], "overlap": spec["overlap"]}
-    for name, e in entries.items():
-        if e.get("checkpoint") and not Path(e["checkpoint"]).is_file():
-            raise FileNotFoundError(
-                f"train:teacher_cache: teacher '{name}' checkpoint '{e['checkpoint']}' does not exist; "
-                "fix the path (or set path.teacher_recipe so that the teacher is trained first)"
-            )
+    check_teacher_files(entries, "train:teacher_cache: ")
     parts["teachers"] = {
         name: {
             "network": e["network"],

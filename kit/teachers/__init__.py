@@ -16,6 +16,7 @@ from kit.teachers.errors import TeacherError
 from kit.teachers.loading import TeacherInfo, declared_in_channels, freeze, load_teacher, load_teacher_with_info
 from kit.teachers.multi import (
     LoadedTeacher,
+    check_teacher_files,
     load_teachers,
     load_teachers_frozen_rng,
     teacher_entries,
@@ -27,6 +28,7 @@ __all__ = [
     "AUTO_TYPE",
     "AutoTeacher",
     "LoadedTeacher",
+    "check_teacher_files",
     "TeacherError",
     "TeacherInfo",
     "declared_in_channels",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -69,6 +70,16 @@ def teacher_entries(opt: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if path.get("strict_load_t") is not None:
         entry["strict"] = path["strict_load_t"]
     return _validate({SINGLE_TEACHER_NAME: entry}, single=True)
+
+
+def check_teacher_files(entries: Mapping[str, Mapping[str, Any]], where: str = "") -> None:
+    """Raise ``FileNotFoundError`` naming the teacher whose checkpoint file does not exist."""
+    for name, e in entries.items():
+        if e.get("checkpoint") and not Path(e["checkpoint"]).is_file():
+            raise FileNotFoundError(
+                f"{where}teacher '{name}' checkpoint '{e['checkpoint']}' does not exist; "
+                "fix the path (or set path.teacher_recipe so that the teacher is trained first)"
+            )
 
 
 def load_teachers(
