@@ -161,7 +161,7 @@ def run_options(setting: str, cfg: dict, recipe: str, seed: int, teacher_net: di
     """The options of one run: options/distill.yml with the setting's size and the recipe's distill part."""
     opt = load_options(REPO_ROOT / "options/distill.yml")
     _abs_datasets(opt)
-    opt["name"] = f"{setting}_{recipe}_s{seed}"
+    opt["name"] = f"{setting}_{recipe.replace('+', '_')}_s{seed}"  # a plain name (kit.options.check_name)
     opt["manual_seed"] = seed
     opt["network_g"].update(cfg.get("student", {}))
     train_ds = opt["datasets"]["train"]
