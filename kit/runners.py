@@ -32,6 +32,7 @@ __all__ = [
     "load_student",
     "student_runner",
     "teacher_runners",
+    "teacher_target_runner",
 ]
 
 BICUBIC_METHODS = ("matlab", "torch")
@@ -201,3 +202,35 @@ def teacher_runners(opt: Mapping[str, Any], device: str = "cpu") -> dict[str, To
     if len(teachers) == 1:
         return {"teacher": TorchRunner(next(iter(teachers.values())).net, device)}
     return {f"teacher:{name}": TorchRunner(t.net, device) for name, t in teachers.items()}
+
+
+class _TeacherTarget:
+    """The weighted mean image of several teacher runners: the image ``DistillModel`` distils towards."""
+
+    def __init__(self, runners: Mapping[str, TorchRunner], weights: Mapping[str, float]) -> None:
+        self.runners, self.weights = dict(runners), dict(weights)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        from kit.teachers import weighted_mean_output
+
+        return weighted_mean_output({name: run(x) for name, run in self.runners.items()}, self.weights)
+
+
+def teacher_target_runner(opt: Mapping[str, Any], device: str = "cpu") -> tuple[Any, str]:
+    """The options' distillation target as one runner (the teacher, or the teachers' weighted mean) and its
+    description for reports.
+
+    Raises:
+        ValueError: the options declare no teacher (``network_t`` or ``teachers:``).
+    """
+    from kit.teachers import teachers_from_options
+
+    teachers = teachers_from_options(opt)
+    if not teachers:
+        raise ValueError("the options declare no teacher (network_t or teachers:); --against-teacher needs one")
+    runners = {name: TorchRunner(t.net, device) for name, t in teachers.items()}
+    described = "; ".join(t.info.describe() for t in teachers.values())
+    if len(teachers) == 1:
+        return next(iter(runners.values())), described
+    weights = {name: t.weight for name, t in teachers.items()}
+    return _TeacherTarget(runners, weights), f"weighted mean of {len(teachers)} teachers: {described}"

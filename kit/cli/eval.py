@@ -7,7 +7,13 @@ Usage::
     kit-eval --onnx submissions/distill_rlfn_x4/model.onnx --lq LR/X4 --gt HR --scale 4
     kit-eval -opt options/distill_naf_denoise.yml --gt my_photos/   # LQ made by the training degradation (seeded)
     kit-eval -opt options/distill.yml --rgb --crop-border 4    # NTIRE ESR convention instead of the papers' Y
+    kit-eval -opt options/distill_gtfree_realesrgan.yml --lq photos/ --against-teacher   # no GT: to the teacher
+    kit-eval -opt X.yml --lq LR/ --teacher-images T/ --bicubic  # the teacher's outputs computed once, read from T/
     python -m kit.cli.eval ...                                 # the same
+
+References: the GT, and with ``--against-teacher`` (or ``--teacher-images``) the teacher's output too: every
+model is measured to each reference, and each table says which. ``--lq DIR`` without ``--gt`` (real photos,
+no GT) needs one of them.
 
 Data: ``--lq DIR --gt DIR`` (paired by file name), or ``--gt DIR`` alone (LQ made from each GT by the options'
 training degradation: a ``DegradedImageDataset``'s ``degradations``, else MATLAB bicubic ×scale; seed fixed),
@@ -41,6 +47,7 @@ from kit.evaluation import (
     training_degradation,
     validation_pairs,
 )
+from kit.evaluation.teacher_reference import lq_pairs, with_teacher_images
 from kit.options import load_options
 
 __all__ = ["build_parser", "main", "run"]
@@ -63,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--bicubic-method", choices=("matlab", "torch"), default="matlab", help="MATLAB imresize (default) or torch"
     )
     m.add_argument("--device", default="cpu", help="device of the PyTorch models (default cpu)")
+    m.add_argument(
+        "--against-teacher",
+        action="store_true",
+        help="also measure every model to the teacher's output (reference 'teacher'); the teacher runs",
+    )
+    m.add_argument(
+        "--teacher-images",
+        metavar="DIR",
+        help="the teacher's outputs, computed once (same file stems as the inputs): the 'teacher' reference",
+    )
     d = p.add_argument_group("data")
     d.add_argument("--lq", help="folder of LQ inputs (paired with --gt by file name)")
     d.add_argument("--gt", help="folder of ground truths; alone, LQ is made by the training degradation")
@@ -96,7 +113,7 @@ def _scale(args: argparse.Namespace, opt: dict | None) -> int | None:
 
 def run(args: argparse.Namespace) -> EvalResult:
     """Build the models and data the parsed flags ask for and evaluate them."""
-    from kit.runners import BicubicRunner, OnnxRunner, student_runner, teacher_runners
+    from kit.runners import BicubicRunner, OnnxRunner, student_runner, teacher_runners, teacher_target_runner
 
     opt = load_options(args.opt) if args.opt else None
     scale = _scale(args, opt)
@@ -110,19 +127,32 @@ def run(args: argparse.Namespace) -> EvalResult:
         raise ValueError("nothing to evaluate: give -opt OPTIONS (a student checkpoint) or --onnx FILE")
     if opt is not None and (args.checkpoint or not args.onnx):
         models["student"] = student_runner(opt, args.checkpoint, args.device)
-    if args.teacher:
+    reference_model = None
+    if args.against_teacher and args.teacher_images:
+        raise ValueError("--against-teacher runs the teacher, --teacher-images reads its outputs: give one")
+    if args.against_teacher:
+        if opt is None:
+            raise ValueError("--against-teacher needs -opt OPTIONS (the teacher is declared there)")
+        models["teacher"], described = teacher_target_runner(opt, args.device)
+        reference_model = "teacher"
+        notes.append(f"reference 'teacher': the output of {described}")
+    elif args.teacher:
         if opt is None:
             raise ValueError("--teacher needs -opt OPTIONS (the teacher is declared there)")
         models.update(teacher_runners(opt, args.device))
+    if args.teacher_images:
+        notes.append(f"reference 'teacher': the images in '{args.teacher_images}' (computed beforehand)")
     if args.bicubic:
         bicubic = BicubicRunner(scale, args.bicubic_method)
         models["bicubic"] = bicubic
         notes.append(bicubic.describe())
     if args.checkpoint and opt is None:
         raise ValueError("--checkpoint needs -opt OPTIONS (to build the network it belongs to)")
+    if args.lq and not args.gt and not (args.against_teacher or args.teacher_images):
+        raise ValueError("--lq needs --gt (the ground truths), or --against-teacher / --teacher-images (no GT)")
     if args.lq and not args.gt:
-        raise ValueError("--lq needs --gt (the ground truths to compare with)")
-    if args.lq:
+        pairs = lq_pairs(args.lq, scale)
+    elif args.lq:
         pairs = folder_pairs(args.lq, args.gt, scale)
     elif args.gt:
         specs, seed, label = training_degradation(opt, scale)
@@ -131,6 +161,8 @@ def run(args: argparse.Namespace) -> EvalResult:
         pairs = validation_pairs(opt, scale)
     else:
         pairs = bundled_pairs(scale)
+    if args.teacher_images:
+        pairs = with_teacher_images(pairs, args.teacher_images, scale)
     lpips = None
     if args.lpips:
         from kit.metrics.lpips_metric import LPIPSMetric
@@ -147,6 +179,7 @@ def run(args: argparse.Namespace) -> EvalResult:
         lpips=lpips,
         lpips_name=args.lpips,
         compare_dir=args.compare,
+        reference_model=reference_model,
     )
     result.notes = notes + result.notes
     return result
@@ -159,11 +192,12 @@ def report(result: EvalResult) -> str:
         f"{result.metric_label}; x{result.scale}, {n} image{'s' if n != 1 else ''}",
         f"data: {result.data}" if result.data else "",
         f"tiled: {result.tile} px LR tiles, {result.tile_overlap} px overlap" if result.tile else "",
-        "",
-        result.table(),
     ]
+    for ref in result.references:
+        what = "the ground truth" if ref == "GT" else f"the {ref}'s output"
+        lines += ["", f"reference: {what} (PSNR/SSIM of each model TO {ref})", result.table(ref)]
     lines += [f"note: {note}" for note in result.notes]
-    return "\n".join(line for i, line in enumerate(lines) if line or i == 3)
+    return "\n".join(line for i, line in enumerate(lines) if line or i > 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {write(getattr(args, flag))}")
     if args.compare:
         print(f"comparison pictures in {args.compare}")
-    if any(not math.isfinite(m["psnr"]) for m in result.means().values()):
-        print("note: PSNR is inf where an output equals the GT exactly")
+    if any(not math.isfinite(m["psnr"]) for ref in result.references for m in result.means(ref).values()):
+        print("note: PSNR is inf where an output equals its reference exactly")
     return 0
 
 

@@ -47,7 +47,7 @@ from kit.registry import OptionsKeyError
 CACHE_FORMAT = 1
 DEFAULT_ROOT = "datasets/teacher_cache"
 _KEYS = ("root", "tile", "overlap")
-SUPPORTED_DATASET = "CachedPairedImageDataset"
+SUPPORTED_DATASETS = ("CachedPairedImageDataset", "LQFolderDataset")  # fixed LQ files, crops at the GT's position
 LOG_EVERY_S = 30.0  # a progress line with ETA in the log (tqdm's bar shows only on a terminal)
 
 
@@ -103,9 +103,9 @@ def check_cache_usable(opt: Mapping[str, Any]) -> None:
             "remove teacher_cache or the pairs"
         )
     train = opt["datasets"]["train"]
-    if train.get("type") != SUPPORTED_DATASET:
+    if train.get("type") not in SUPPORTED_DATASETS:
         raise OptionsKeyError(
-            f"train:teacher_cache needs datasets:train:type {SUPPORTED_DATASET} (fixed LQ images), "
+            f"train:teacher_cache needs datasets:train:type {' or '.join(SUPPORTED_DATASETS)} (fixed LQ images), "
             f"not {train.get('type')}; an on-the-fly degradation makes new LQ images every sample"
         )
     backend = (train.get("io_backend") or {}).get("type", "disk")

@@ -32,6 +32,7 @@ def evaluate(
     lpips: Callable[[Tensor, Tensor], Tensor] | None = None,
     lpips_name: str | None = None,
     compare_dir: str | os.PathLike | None = None,
+    reference_model: str | None = None,
 ) -> EvalResult:
     """PSNR/SSIM (optionally LPIPS) of each model on each image pair.
 
@@ -47,12 +48,18 @@ def evaluate(
         lpips: Optional ``(img01, ref01) -> (N,)`` distance, e.g. :class:`kit.metrics.LPIPSMetric`.
         lpips_name: Name of the LPIPS backbone for reports.
         compare_dir: Write ``<image>.png`` comparison pictures (LQ / models / GT crops with PSNR) here.
+        reference_model: The label of a model in ``models`` whose output is a reference too (e.g. ``"teacher"``:
+            the others are measured *to the teacher*, and the teacher to the GT where there is one).
+
+    Every model is measured against every reference of a pair: its GT (when it has one), its ``refs`` (e.g.
+    teacher images read from a folder) and ``reference_model``'s output; each row names its reference.
 
     Returns:
         An :class:`EvalResult`.
 
     Raises:
-        ValueError: no models or no images, or a model's output does not have the GT's size.
+        ValueError: no models or no images, a pair without any reference, or an output that does not have
+            the reference's size.
     """
     if not models:
         raise ValueError("evaluate: no models to evaluate")
@@ -65,8 +72,11 @@ def evaluate(
     for pair in tqdm(pairs, total=total, desc="evaluate", unit="image", disable=None, leave=False):
         if pair.note:
             notes.append(f"{pair.name}: {pair.note}")
-        lq, gt = _to_tensor(pair.lq), _to_tensor(pair.gt)
-        gt_q = quantize(gt)
+        lq = _to_tensor(pair.lq)
+        refs = {"GT": pair.gt} if pair.gt is not None else {}
+        refs |= dict(pair.refs)
+        if not refs and reference_model is None:
+            raise ValueError(f"'{pair.name}' has no reference to measure against: give its GT or the teacher's image")
         outputs = {}
         for label, model in models.items():
             if tile:
@@ -75,26 +85,37 @@ def evaluate(
                 out = tiled_forward(model, lq, scale, int(tile), int(tile_overlap))
             else:
                 out = model(lq)
-            out = torch.as_tensor(out).float().cpu()
-            if tuple(out.shape) != tuple(gt.shape):
-                raise ValueError(
-                    f"model '{label}' returned {tuple(out.shape)} for '{pair.name}' (input {tuple(lq.shape)}), but the "
-                    f"GT is {tuple(gt.shape)}; is the scale ({scale}) the model's?"
+            outputs[label] = torch.as_tensor(out).float().cpu()
+        ref_q = {name: quantize(_to_tensor(img)) for name, img in refs.items()}
+        if reference_model is not None:
+            ref_q[reference_model] = quantize(outputs[reference_model])
+        first = len(rows)
+        for ref_name, gt_q in ref_q.items():
+            for label, out in outputs.items():
+                if label == ref_name:
+                    continue
+                if tuple(out.shape) != tuple(gt_q.shape):
+                    raise ValueError(
+                        f"model '{label}' returned {tuple(out.shape)} for '{pair.name}' (input {tuple(lq.shape)}), "
+                        f"but the {ref_name} image is {tuple(gt_q.shape)}; is the scale ({scale}) the model's?"
+                    )
+                out_q = quantize(out)
+                value_lpips = float(lpips(out_q / 255.0, gt_q / 255.0).flatten()[0]) if lpips is not None else None
+                rows.append(
+                    EvalRow(
+                        pair.name,
+                        label,
+                        float(psnr(out_q, gt_q, border, y_channel)[0]),
+                        float(ssim(out_q, gt_q, border, y_channel)[0]),
+                        value_lpips,
+                        ref_name,
+                    )
                 )
-            out_q = quantize(out)
-            value_lpips = float(lpips(out_q / 255.0, gt_q / 255.0).flatten()[0]) if lpips is not None else None
-            rows.append(
-                EvalRow(
-                    pair.name,
-                    label,
-                    float(psnr(out_q, gt_q, border, y_channel)[0]),
-                    float(ssim(out_q, gt_q, border, y_channel)[0]),
-                    value_lpips,
-                )
-            )
-            outputs[label] = out
         if compare_dir is not None:
-            _write_comparison(Path(compare_dir), pair, outputs, rows[-len(outputs) :], scale, y_channel, border)
+            primary = next(iter(ref_q))
+            shown = [r for r in rows[first:] if r.reference == primary]
+            extra = {k: v for k, v in pair.refs.items() if k not in outputs}
+            _write_comparison(Path(compare_dir), pair, outputs | extra, shown, scale, y_channel, border, primary)
     if not rows:
         raise ValueError("evaluate: no images to evaluate")
     return EvalResult(
@@ -112,11 +133,19 @@ def evaluate(
 
 
 def _write_comparison(
-    folder: Path, pair: ImagePair, outputs: dict[str, Tensor], rows: list[EvalRow], scale: int, y: bool, border: int
+    folder: Path,
+    pair: ImagePair,
+    outputs: dict[str, Tensor | np.ndarray],
+    rows: list[EvalRow],
+    scale: int,
+    y: bool,
+    border: int,
+    reference: str = "GT",
 ) -> Path:
     from kit.infer.compare import comparison_png, detail_box, tensor_to_image
 
-    crops = {"LQ": pair.lq, **{k: tensor_to_image(v) for k, v in outputs.items()}, "GT": pair.gt}
-    box = detail_box(pair.gt, scale)
-    title = f"{pair.name}: PSNR on {'Y' if y else 'RGB'}, border {border}"
+    images = {k: v if isinstance(v, np.ndarray) else tensor_to_image(v) for k, v in outputs.items()}
+    crops = {"LQ": pair.lq, **images} | ({"GT": pair.gt} if pair.gt is not None else {})
+    box = detail_box(pair.gt if pair.gt is not None else images[reference], scale)
+    title = f"{pair.name}: PSNR to the {reference} on {'Y' if y else 'RGB'}, border {border}"
     return comparison_png(folder / f"{pair.name}.png", crops, {r.model: r.psnr for r in rows}, box, title)

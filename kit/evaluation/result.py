@@ -21,6 +21,7 @@ class EvalRow:
     psnr: float
     ssim: float
     lpips: float | None = None
+    reference: str = "GT"  # what the output was compared with: "GT", or e.g. "teacher" (its output image)
 
 
 @dataclass
@@ -49,11 +50,34 @@ class EvalResult:
         """Image names in evaluation order."""
         return list(dict.fromkeys(r.image for r in self.rows))
 
-    def means(self) -> dict[str, dict[str, float]]:
-        """``{model: {"psnr", "ssim"[, "lpips"]}}``: the mean over images of each per-image value."""
+    @property
+    def references(self) -> list[str]:
+        """What the outputs were compared with: ``"GT"`` (when there is one) first, then e.g. ``"teacher"``."""
+        refs = list(dict.fromkeys(r.reference for r in self.rows))
+        return sorted(refs, key=lambda r: r != "GT")
+
+    def _reference(self, reference: str | None) -> str:
+        if reference is None:
+            return self.references[0] if self.rows else "GT"
+        if reference not in self.references:
+            raise KeyError(f"no results against '{reference}'; this evaluation has {', '.join(self.references)}")
+        return reference
+
+    def models_for(self, reference: str | None = None) -> list[str]:
+        """The models measured against ``reference`` (the reference model itself is not)."""
+        ref = self._reference(reference)
+        return [m for m in self.models if any(r.model == m and r.reference == ref for r in self.rows)]
+
+    def means(self, reference: str | None = None) -> dict[str, dict[str, float]]:
+        """``{model: {"psnr", "ssim"[, "lpips"]}}``: the mean over images of each per-image value.
+
+        Args:
+            reference: ``"GT"``, ``"teacher"``, ...; ``None``: the first of :attr:`references` (the GT if any).
+        """
+        ref = self._reference(reference)
         out = {}
-        for model in self.models:
-            rows = [r for r in self.rows if r.model == model]
+        for model in self.models_for(ref):
+            rows = [r for r in self.rows if r.model == model and r.reference == ref]
             out[model] = {
                 "psnr": float(np.mean([r.psnr for r in rows])),
                 "ssim": float(np.mean([r.ssim for r in rows])),
@@ -78,6 +102,8 @@ class EvalResult:
             "notes": self.notes,
             "per_image": [asdict(r) for r in self.rows],
             "means": self.means(),
+            "references": self.references,
+            "means_by_reference": {ref: self.means(ref) for ref in self.references},
         }
 
     def write_json(self, path: str | os.PathLike) -> Path:
@@ -91,33 +117,32 @@ class EvalResult:
         """Write one row per (image, model), then one ``mean`` row per model; full precision."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        columns = ["image", "model", "psnr", "ssim"] + (["lpips"] if self.lpips else [])
-        means = self.means()
+        metrics = ["psnr", "ssim"] + (["lpips"] if self.lpips else [])
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(columns)
+            writer.writerow(["image", "model", *metrics, "reference"])
             for r in self.rows:
-                writer.writerow(
-                    [r.image, r.model, repr(r.psnr), repr(r.ssim)] + ([repr(r.lpips)] if self.lpips else [])
-                )
-            for model, m in means.items():
-                writer.writerow(["mean", model] + [repr(m[c]) for c in columns[2:]])
+                writer.writerow([r.image, r.model, *(repr(getattr(r, c)) for c in metrics), r.reference])
+            for ref in self.references:
+                for model, m in self.means(ref).items():
+                    writer.writerow(["mean", model, *(repr(m[c]) for c in metrics), ref])
         return path
 
-    def table(self) -> str:
-        """Per-image table with a mean row, models side by side (PSNR 3 decimals, SSIM/LPIPS 4)."""
+    def table(self, reference: str | None = None) -> str:
+        """Per-image table against one reference, with a mean row, models side by side (PSNR 3 decimals,
+        SSIM/LPIPS 4); ``reference`` as in :meth:`means`."""
+        ref = self._reference(reference)
+        models = self.models_for(ref)
         metrics = ["psnr", "ssim"] + (["lpips"] if self.lpips else [])
-        header = ["image"] + [f"{m} {k.upper()}" for m in self.models for k in metrics]
-        by_key = {(r.image, r.model): r for r in self.rows}
+        header = ["image"] + [f"{m} {k.upper()}" for m in models for k in metrics]
+        by_key = {(r.image, r.model): r for r in self.rows if r.reference == ref}
 
         def fmt(metric: str, value: float) -> str:
             return f"{value:.3f}" if metric == "psnr" else f"{value:.4f}"
 
-        lines = [
-            [img] + [fmt(k, getattr(by_key[img, m], k)) for m in self.models for k in metrics] for img in self.images()
-        ]
-        means = self.means()
-        lines.append(["mean"] + [fmt(k, means[m][k]) for m in self.models for k in metrics])
+        lines = [[img] + [fmt(k, getattr(by_key[img, m], k)) for m in models for k in metrics] for img in self.images()]
+        means = self.means(ref)
+        lines.append(["mean"] + [fmt(k, means[m][k]) for m in models for k in metrics])
         widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
 
         def render(row: list[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,17 @@ from kit.options import resolve_path
 
 @dataclass
 class ImagePair:
-    """One evaluation image: LQ input and GT, RGB float32 HWC in [0, 1]; ``note`` says what was changed."""
+    """One evaluation image: LQ input and GT, RGB float32 HWC in [0, 1]; ``note`` says what was changed.
+
+    ``gt`` is ``None`` for an LQ-only image; ``refs`` holds other references by name (e.g. ``"teacher"``: the
+    teacher's image read from a folder), each measured against like the GT.
+    """
 
     name: str
     lq: np.ndarray
-    gt: np.ndarray
+    gt: np.ndarray | None
     note: str = ""
+    refs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

@@ -28,9 +28,11 @@ import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from kit.distill.gt_free import check_gt_free, train_provides_gt
 from kit.distill.pairs import ConnectorBank, dry_check, parse_distill
 from kit.distill.recipes import Recipes
 from kit.distill.recorder import FeatureRecorder
+from kit.metrics import quantize
 from kit.models.sr_model import KitSRModel
 from kit.registry import build_loss
 from kit.teachers import LoadedTeacher, load_teachers_frozen_rng, weighted_mean_output
@@ -77,6 +79,11 @@ class DistillModel(KitSRModel):
             logger.info(f"Teacher cache: the training batches carry the teachers' images; no teacher forward{upcycle}")
         if self.cri_pix is None and self.cri_out is None and not self.pairs:
             raise ValueError("nothing trains the student: give train:pixel_opt and/or train:distill entries")
+        self.gt_free = not train_provides_gt(self.opt)
+        if self.gt_free:
+            check_gt_free(self.cri_pix is not None, self.recipes, self.cri_out is not None)
+            logger.info("No ground truth: the teacher's image is the target; validation is measured to the teacher")
+        self._val_teacher: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
 
         self.attach_recorders()
         self.connectors = ConnectorBank(self.pairs).to(self.device)
@@ -172,9 +179,32 @@ class DistillModel(KitSRModel):
             images = {name: self.infer(teacher, lq).float() for name, teacher in self.teachers.items()}
         return {"teacher": self.teacher_target(images).clamp(0, 1)}
 
+    def validation_references(self) -> list[str]:
+        return ["", "_to_teacher"]
+
+    def reference_images(self, name: str, gt: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The GT when there is one; the teacher's image when there is none, or with ``val.against_teacher``.
+
+        The teacher's image of each validation input is computed once per run and kept as 8 bits (what the
+        metrics read), so a big teacher costs one pass over the validation set, not one per validation.
+        """
+        refs = super().reference_images(name, gt)
+        if gt is None or self.opt["val"].get("against_teacher", False):
+            key = (name, tuple(self.lq.shape))
+            if key not in self._val_teacher:
+                image = self.comparison_images(self.lq.float())["teacher"]  # (1, 3, sH, sW), clamped
+                self._val_teacher[key] = quantize(image).to(torch.uint8).cpu()
+            refs["_to_teacher"] = self._val_teacher[key].to(self.device).float() / 255.0
+        return refs
+
     # ------------------------------------------------------------------ a step
     def compute_losses(self, current_iter: int) -> tuple[torch.Tensor, OrderedDict]:
         loss_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
+        if not hasattr(self, "gt") and self.cri_pix is not None:
+            raise ValueError(
+                "the training batch has no 'gt' but train:pixel_opt needs one; with an LQ-only dataset "
+                "remove pixel_opt (and the mix recipe): the teacher's image (train:distill:output) is the target"
+            )
 
         # 1. Teachers: images and recorded features are constants for this step (images read from the
         #    teacher cache when the batch carries them: output-only distillation, no teacher forward).
@@ -219,7 +249,9 @@ class DistillModel(KitSRModel):
         # 6. Data upcycling: extra student inputs labelled by the teacher (after the features were read).
         upcycle = self.recipes.upcycle
         if upcycle is not None and upcycle.due(current_iter):
-            up_lq, up_target = upcycle.make(self.lq, self.gt, lambda x: self.teacher_target(self.teacher_images(x)))
+            up_lq, up_target = upcycle.make(
+                self.lq, getattr(self, "gt", None), lambda x: self.teacher_target(self.teacher_images(x))
+            )
             with self.autocast():
                 up_out = self.net_g(up_lq).float()
             loss_dict["l_upcycle"] = upcycle.loss_weight * upcycle.loss(up_out, up_target)

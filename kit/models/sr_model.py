@@ -87,6 +87,13 @@ class KitSRModel(SafeModelIO, SRModel):
         """Check that something trains the network (DistillModel adds its distillation terms here)."""
         if self.cri_pix is None:
             raise ValueError("train:pixel_opt is missing; e.g. pixel_opt: {type: L1Loss, loss_weight: 1.0}")
+        from kit.distill.gt_free import train_provides_gt
+
+        if not train_provides_gt(self.opt):
+            raise ValueError(
+                f"model_type {type(self).__name__} trains against the GT, but datasets:train has none "
+                "(LQFolderDataset); use model_type DistillModel with train:distill:output (the teacher's image)"
+            )
 
     def trainable_parameter_groups(self) -> list[dict]:
         """Parameter groups of the optimizer: the student's trainable parameters."""
@@ -117,6 +124,8 @@ class KitSRModel(SafeModelIO, SRModel):
         self.lq = data["lq"].to(self.device, memory_format=mf)
         if "gt" in data:
             self.gt = data["gt"].to(self.device, memory_format=mf)
+        elif hasattr(self, "gt"):  # a GT-free batch (LQFolderDataset): no stale GT from an earlier one
+            del self.gt
 
     def compute_losses(self, current_iter: int) -> tuple[torch.Tensor, OrderedDict]:
         """Forward the student and return the total loss and each term (pixel loss vs GT here)."""
@@ -175,9 +184,9 @@ class KitSRModel(SafeModelIO, SRModel):
         from kit.metrics.validation import ValidationMetrics
 
         dataset_name = dataloader.dataset.opt["name"]
-        metrics = ValidationMetrics(self.opt["val"].get("metrics") or {})
-        if metrics.names:
-            self._initialize_best_metric_results(dataset_name)
+        metrics_opt = self.opt["val"].get("metrics") or {}
+        # One set of metrics per reference: "" = the GT, "_to_teacher" = the teacher's image (DistillModel).
+        by_ref = {suffix: ValidationMetrics(metrics_opt) for suffix in self.validation_references()}
         compare_every = int(self.opt["val"].get("compare_every", 0))
         self._val_count += 1
         want_compare = compare_every > 0 and self._val_count % compare_every == 0
@@ -188,8 +197,8 @@ class KitSRModel(SafeModelIO, SRModel):
             self.test()
             sr = self.output.detach().float().clamp(0, 1)
             gt = self.gt.float() if hasattr(self, "gt") else None
-            if gt is not None:
-                metrics.update(name, sr, gt)
+            for suffix, ref in self.reference_images(name, gt).items():
+                by_ref[suffix].update(name, sr, ref)
             if save_img:
                 from basicsr.utils import imwrite, tensor2img
 
@@ -200,7 +209,8 @@ class KitSRModel(SafeModelIO, SRModel):
             for attr in ("lq", "gt", "output"):
                 if hasattr(self, attr):
                     delattr(self, attr)
-        self.metric_results = metrics.means()
+        self.metric_results = {f"{m}{suffix}": v for suffix, mt in by_ref.items() for m, v in mt.means().items()}
+        self._initialize_best_metric_names(dataset_name, list(by_ref))
         for metric, value in self.metric_results.items():
             self._update_best_metric_result(dataset_name, metric, value, current_iter)
         if self.metric_results:
@@ -209,6 +219,25 @@ class KitSRModel(SafeModelIO, SRModel):
             {"kind": "val", "iter": current_iter, "dataset": dataset_name, "seconds": round(time.time() - start, 3)}
             | {k: float(v) for k, v in self.metric_results.items()}
         )
+
+    def validation_references(self) -> list[str]:
+        """Metric-name suffixes of the references validation measures against: ``""`` is the GT."""
+        return [""]
+
+    def reference_images(self, name: str, gt: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """``{suffix: reference image}`` of the validation image now fed (``self.lq``); the GT when there is one."""
+        return {"": gt} if gt is not None else {}
+
+    def _initialize_best_metric_names(self, dataset_name: str, suffixes: list[str]) -> None:
+        """BasicSR's best-metric record, with one entry per metric and reference (``psnr``, ``psnr_to_teacher``)."""
+        if not hasattr(self, "best_metric_results"):
+            self.best_metric_results = {}
+        record = self.best_metric_results.setdefault(dataset_name, {})
+        for metric, spec in (self.opt["val"].get("metrics") or {}).items():
+            better = spec.get("better", "higher")
+            for suffix in suffixes:
+                init = float("-inf") if better == "higher" else float("inf")
+                record.setdefault(f"{metric}{suffix}", {"better": better, "val": init, "iter": -1})
 
     def comparison_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         """Extra panels of the comparison picture besides LQ/bicubic/student/GT (DistillModel: the teacher)."""
