@@ -118,7 +118,7 @@ class DistillModel(KitSRModel):
     def _dry_input(self) -> torch.Tensor:
         train = self.opt["datasets"].get("train", {})
         scale = int(self.opt.get("scale", 1))
-        size = max(int(train.get("gt_size", 64)) // scale, 8)
+        size = int(train["lq_size"]) if "lq_size" in train else max(int(train.get("gt_size", 64)) // scale, 8)
         channels = int(self.opt["network_g"].get("num_in_ch", 3))
         return torch.rand(1, channels, size, size, device=self.device)
 
