@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from kit.data.fixed_degraded import REALISTIC_X4, write_degraded_folder
-from kit.infer.images import list_images, read_image, write_image
+from kit.images import list_images, read_image, write_image
 from kit.options import REPO_ROOT, load_options, resolve_path
 
 OPTIONS = REPO_ROOT / "options" / "distill_gtfree_realesrgan.yml"

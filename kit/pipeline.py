@@ -41,6 +41,7 @@ from kit import compat
 from kit.data.bundled import ensure_for_options
 from kit.data.cached_dataset import paired_lq_paths
 from kit.data.checks import check_datasets
+from kit.data.lq_folder import lq_folder_paths
 from kit.data.sampler import ResumableSampler
 from kit.distill.teacher_cache import build_teacher_cache, cache_folder, resolve_cache, teacher_folders
 from kit.metrics.validation import check_metrics
@@ -222,7 +223,8 @@ def attach_teacher_cache(run: Run) -> None:
         return
     opt = run.opt
     train_opt = opt["datasets"]["train"]
-    lq_paths = paired_lq_paths(train_opt)
+    lq_only = train_opt.get("type") == "LQFolderDataset"
+    lq_paths = lq_folder_paths(train_opt) if lq_only else paired_lq_paths(train_opt)
     if opt["rank"] == 0:
         device = torch.device("cuda" if opt["num_gpu"] else "cpu")
         folder = build_teacher_cache(opt, lq_paths, run.root, device, teachers=run.teachers)

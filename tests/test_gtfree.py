@@ -15,16 +15,16 @@ import pytest
 import torch
 from basicsr.utils import set_random_seed
 
+from kit.cli.eval import main as kit_eval
 from kit.data.fixed_degraded import REALISTIC_X4, write_degraded_folder
 from kit.data.lq_folder import LQFolderDataset
-from kit.evaluate import main as kit_eval
-from kit.infer.images import list_images, read_image, write_image
+from kit.images import list_images, read_image, write_image
 from kit.metrics import psnr, quantize, ssim
 from kit.pipeline import run_training
+from kit.registry import OptionsKeyError
 from kit.runners import load_student
 from kit.teachers import teachers_from_options
-from kit.validate import OptionsKeyError
-from tests.conftest import REPO, build, distill_options, tiny_teacher_checkpoint, write_options
+from tests.helpers import REPO, build, distill_options, tiny_teacher_checkpoint, write_options
 
 SHARED_TEACHERS = REPO.parent / "shared" / "teachers"
 

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from kit.data.degradations import BicubicDown, apply_degradations, build_degradations
-from kit.infer.images import list_images, mod_crop, read_image, write_image
+from kit.images import list_images, mod_crop, read_image, write_image
 
 __all__ = ["REALISTIC_X4", "main", "write_degraded_folder"]
 

@@ -16,8 +16,9 @@ from basicsr.data.transforms import augment
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from kit.data.image_cache import ImageCache
-from kit.infer.images import list_images, read_image
+from kit.data.cached_dataset import teacher_image_file
+from kit.data.decoded_store import DecodedImageStore
+from kit.images import list_images, read_image
 
 # Keys of the dataset itself, then the ones the kit's options and BasicSR's data loader add or read.
 _OWN_KEYS = ("name", "type", "dataroot_lq", "lq_size", "use_hflip", "use_rot", "cache_gb", "teacher_outputs")
@@ -89,7 +90,7 @@ class LQFolderDataset(data.Dataset):
         self.scale = int(opt.get("scale", 1))
         if "dataroot_lq" not in opt:
             raise ValueError("LQFolderDataset needs dataroot_lq (the folder of LQ images)")
-        self.paths = [{"lq_path": str(p)} for p in list_images(opt["dataroot_lq"])]
+        self.paths = [{"lq_path": p} for p in lq_folder_paths(opt)]
         if not self.paths:
             raise FileNotFoundError(f"dataset folder '{opt['dataroot_lq']}' holds no images; fix dataroot_lq")
         self.training = opt.get("phase", "train") == "train"
@@ -98,14 +99,14 @@ class LQFolderDataset(data.Dataset):
             raise ValueError(f"LQFolderDataset in training needs lq_size (an integer LQ crop side), got {size!r}")
         self.teacher_outputs: dict[str, str] = dict(opt.get("teacher_outputs") or {})
         self._teacher_maps: dict[str, np.ndarray] = {}
-        self._cache = ImageCache(opt.get("cache_gb"), f"datasets:{opt.get('phase', 'train')}")  # decoded LQ
+        self._cache = DecodedImageStore(opt.get("cache_gb"), f"datasets:{opt.get('phase', 'train')}")  # decoded LQ
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def _teacher_image(self, folder: str, lq_path: str, lq_shape: tuple[int, ...]) -> np.ndarray:
         """A cached teacher image ``(sH, sW, 3)`` float16 RGB, memory-mapped; its size is checked."""
-        path = str(Path(folder) / f"{Path(lq_path).stem}.npy")
+        path = str(teacher_image_file(folder, lq_path))
         img = self._teacher_maps.get(path)
         if img is None:
             if not Path(path).is_file():
@@ -142,6 +143,11 @@ class LQFolderDataset(data.Dataset):
         if names:
             sample["teacher"] = {name: _tensor(img) for name, img in zip(names, out[1:], strict=True)}
         return sample
+
+
+def lq_folder_paths(opt: dict) -> list[str]:
+    """The LQ files of an ``LQFolderDataset``'s options, in its order (the teacher cache lists them first)."""
+    return [str(p) for p in list_images(opt["dataroot_lq"])]
 
 
 def _tensor(img: np.ndarray) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Any
 
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from kit.validate import OptionsKeyError
+from kit.registry import OptionsKeyError
 
 
 def train_provides_gt(opt: Mapping[str, Any]) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kit.evaluation.sources import ImagePair, PairSource
-from kit.infer.images import list_images, read_image
+from kit.images import list_images, read_image
 
 TEACHER = "teacher"
 
