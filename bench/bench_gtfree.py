@@ -174,7 +174,8 @@ def _picture(folder: Path, models: dict, result) -> Path:
             continue
         lq, teacher = read_image(folder / "lq" / f"{name}.png"), read_image(folder / "teacher" / f"{name}.png")
         x = _tensor(lq)
-        crops = {"input": lq} | {m: run(x)[0].clamp(0, 1).permute(1, 2, 0).numpy() for m, run in models.items()}
+        order = sorted(models, key=lambda m: m != "bicubic")  # input / bicubic / student / teacher
+        crops = {"input": lq} | {m: models[m](x)[0].clamp(0, 1).permute(1, 2, 0).numpy() for m in order}
         crops["teacher (Real-ESRGAN)"] = teacher
         tmp = OUT / f"compare_{name}.png"
         shown = {m: psnr[name, m] for m in models}

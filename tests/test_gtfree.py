@@ -282,8 +282,9 @@ def test_kit_eval_against_the_teacher_reports_both_references(bundled_root, lq_d
 def test_real_esrgan_loads_with_auto_teacher_and_distils_one_step(bundled_root, lq_dirs, tmp_path) -> None:
     ckpt = SHARED_TEACHERS / "RealESRGAN_x4plus.pth"
     assert list(torch.load(ckpt, map_location="cpu", weights_only=True)) == ["params_ema"]
-    opt = _gtfree_options(bundled_root, lq_dirs, ({"type": "AutoTeacher"}, ckpt))
-    opt["path"]["param_key_t"] = "params_ema"
+    opt = _gtfree_options(bundled_root, lq_dirs, tiny_teacher_checkpoint(tmp_path / "tiny.pth"))
+    opt["network_t"] = {"type": "AutoTeacher"}
+    opt["path"].update(pretrain_network_t=str(ckpt), param_key_t="params_ema")
     model = build(opt, tmp_path)
     (teacher,) = model.teachers.values()
     assert sum(p.numel() for p in teacher.parameters()) == 16_697_987  # RRDBNet 64 feat, 23 blocks
