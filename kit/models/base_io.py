@@ -6,7 +6,8 @@ mixin, the first base of :class:`kit.models.sr_model.KitSRModel`) instead of glo
 - ``get_optimizer``: BasicSR accepts only ``Adam``; any ``torch.optim`` class by name here.
 - ``model_to_device``: BasicSR passes ``device_ids=[cuda.current_device()]`` to DDP; none on the CPU here.
 - ``load_network``: BasicSR unpickles with ``torch.load`` (can run code) and prints every key on a mismatch;
-  here ``weights_only=True``/safetensors (:mod:`kit.checkpoint`) and one summarised error.
+  here ``weights_only=True``/safetensors (:mod:`kit.checkpoint`) and one summarised error that also says what
+  the weights look like (:mod:`kit.pretrained`).
 - ``save_network``/``save_training_state``: BasicSR writes in place and ignores a failed write; here a temp
   file renamed into place, and a failure raises (no half-written checkpoint under the final name).
 """
@@ -20,7 +21,8 @@ import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
-from kit.checkpoint import extract_state_dict, load_checkpoint, load_into, save_atomic
+from kit.checkpoint import save_atomic
+from kit.pretrained import load_weights
 
 
 class SafeModelIO:
@@ -51,9 +53,8 @@ class SafeModelIO:
     def load_network(self, net, load_path: str, strict: bool = True, param_key: str | None = "params") -> None:
         """Safe, summarised loading of a network's weights (``params_ema`` falls back to ``params``)."""
         net = self.get_bare_model(net)
-        state = extract_state_dict(load_checkpoint(load_path), param_key)
-        get_root_logger().info(f"Loading {type(net).__name__} from {load_path} [{param_key}].")
-        load_into(net, state, f"checkpoint '{load_path}'", strict=strict)
+        found = load_weights(net, load_path, param_key, strict=strict)
+        get_root_logger().info(f"Loaded {type(net).__name__} from {load_path} [{found}; asked for {param_key}].")
 
     def save_network(self, net, net_label: str, current_iter, param_key="params") -> None:
         """Atomic save of one or several networks into ``models/{label}_{iter}.pth``."""
