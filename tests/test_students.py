@@ -30,6 +30,7 @@ TINY = {
     "RLFNStudent": dict(num_feat=8, num_block=2, esa_channels=4),
     "RepSRStudent": dict(num_feat=8, num_block=2),
     "NAFStudent": dict(width=4, enc_blk_nums=[1, 1], middle_blk_num=1, dec_blk_nums=[1, 1]),
+    "SPANStudent": dict(num_feat=8, num_block=2),
 }
 
 
@@ -69,7 +70,7 @@ def _train_a_little(net: nn.Module, scale: int, steps: int = 3) -> None:
 
 
 def test_kit_students_are_registered():
-    assert {"RLFNStudent", "RepSRStudent", "NAFStudent"} <= set(STUDENTS)
+    assert {"RLFNStudent", "RepSRStudent", "NAFStudent", "SPANStudent"} <= set(STUDENTS)
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
@@ -163,6 +164,8 @@ def test_submodule_paths(name):
     names = dict(net.named_modules())
     if name == "NAFStudent":
         required = ["intro", "encoders.0", "middle_blks", "decoders.0", "ending"]
+    elif name == "SPANStudent":  # the official SPAN names (its published checkpoints load strictly)
+        required = ["conv_1", "block_1", f"block_{net.num_block}", "conv_2", "conv_cat", "upsampler"]
     else:
         required = ["conv_first", "body.0", f"body.{len(net.body) - 1}", "upsampler"]
         assert isinstance(net.body, nn.Sequential)

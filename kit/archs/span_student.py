@@ -88,7 +88,9 @@ class Conv3XC(nn.Module):
             return self.eval_conv.weight, self.eval_conv.bias
         c0, c1, c2 = self.conv
         w0, w2 = c0.weight[:, :, 0, 0], c2.weight[:, :, 0, 0]  # (G·I, I), (O, G·O)
-        weight = torch.einsum("om,mnhw,ni->oihw", w2, c1.weight, w0)  # 1×1 ∘ 3×3 ∘ 1×1 is one 3×3
+        inner = c1.weight.permute(0, 2, 3, 1) @ w0  # (G·O, 3, 3, G·I) @ (G·I, I) -> (G·O, 3, 3, I)
+        # 1×1 ∘ 3×3 ∘ 1×1 is one 3×3: (O, G·O) @ (G·O, 3·3·I) -> (O, I, 3, 3)
+        weight = (w2 @ inner.reshape(inner.shape[0], -1)).reshape(w2.shape[0], 3, 3, -1).permute(0, 3, 1, 2)
         # zero padding of x before conv.0 becomes conv.0's bias on the border, so the biases compose exactly
         bias = w2 @ (c1.weight.sum(dim=(2, 3)) @ c0.bias + c1.bias) + c2.bias
         weight = weight + F.pad(self.sk.weight, (1, 1, 1, 1))  # the 1×1 skip is the kernel's centre tap
