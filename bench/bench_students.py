@@ -1,5 +1,7 @@
 """Size, MACs and CPU latency of the kit students: each family's default and its largest setting under 5M.
 
+SPAN's "max" is what ``kit-fit --family SPANStudent --max-params 5000000`` recommends.
+
     python bench/bench_students.py [--latency-size 128] [--runs 3]
 
 Params are Σ numel (NTIRE's definition) of the network as trained and as deployed (after ``fuse``).
@@ -21,7 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import kit  # noqa: F401  (first: adapts BasicSR to current torchvision)
-from kit.archs import NAFStudent, RepSRStudent, RLFNStudent, count_params, deploy_network
+from kit.archs import NAFStudent, RepSRStudent, RLFNStudent, SPANStudent, count_params, deploy_network
 
 CAP = 5_000_000
 
@@ -32,6 +34,8 @@ SETTINGS: list[tuple[str, type[nn.Module], dict]] = [
     ("RepSRStudent ×4 max (128 ch, 32 blocks)", RepSRStudent, dict(num_feat=128, num_block=32)),
     ("NAFStudent ×1 default (C16, enc 1-1-1-8)", NAFStudent, {}),
     ("NAFStudent ×1 max (NAFNet-C16-L28)", NAFStudent, dict(enc_blk_nums=[1, 1, 1, 28])),
+    ("SPANStudent ×4 default (official spanx4_ch48: 48 ch, 6 blocks)", SPANStudent, {}),
+    ("SPANStudent ×4 max (200 ch, 4 blocks; kit-fit's pick under 5M)", SPANStudent, dict(num_feat=200, num_block=4)),
 ]
 
 

@@ -174,3 +174,33 @@ def test_official_weights_fuse_exactly(shape):
         ref, out = net.train()(x), fused(x)
     assert 0.2 < float(ref.mean()) < 0.8
     assert (out - ref).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("student_path", ["block_2", "conv_cat"])
+def test_distillation_pair_on_span_features(bundled_root, tmp_path, student_path):
+    """A DistillModel pair from a SPAN feature to the teacher's: the dry forward accepts it, a step trains it."""
+    from tests.helpers import build, distill_options, tiny_teacher_checkpoint
+
+    teacher_opt, ckpt = tiny_teacher_checkpoint(tmp_path / "teacher.pth")
+    pair = {
+        "student": student_path,
+        "teacher": "body.1",
+        "connector": {"type": "ConvConnector", "in_channels": 8, "out_channels": teacher_opt["num_feat"]},
+        "loss": {"type": "L2Loss", "loss_weight": 1.0},
+    }
+    opt = distill_options(
+        bundled_root,
+        "span_pair",
+        teacher_opt,
+        ckpt,
+        network_g={"type": "SPANStudent", "num_feat": 8, "num_block": 2, "scale": 4},
+        **{"train:distill": {"mid": pair}},
+    )
+    model = build(opt, tmp_path)
+    model.feed_data({"lq": torch.rand(2, 3, 8, 8), "gt": torch.rand(2, 3, 32, 32)})
+    before = model.net_g.get_submodule(student_path.split(".")[0]).state_dict()
+    before = {k: v.clone() for k, v in before.items()}
+    model.optimize_parameters(1)
+    assert model.log_dict["l_mid"] > 0
+    after = model.net_g.get_submodule(student_path.split(".")[0]).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if "eval_conv" not in k)
