@@ -43,7 +43,10 @@ from torch import Tensor, nn
 from kit.archs.deploy import deploy_network
 from kit.checkpoint import CheckpointError
 from kit.export.budget import Budget, BudgetError, budget_violations, measure_budget
+from kit.export.counts import ChallengeCounts, challenge_counts
+from kit.export.int8 import CALIBRATION_METHODS, FLOAT_PARTS, Int8Settings
 from kit.export.manifest import OnnxRecord, ValidationRecord, build_manifest, git_state, sha256_file, write_records
+from kit.export.ntire import check_request, class_name, verify_package, write_package
 from kit.export.onnx_export import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
@@ -56,6 +59,7 @@ from kit.export.onnx_export import (
     parity_inputs,
     reference_photo,
 )
+from kit.export.runtime import runtime_record
 from kit.options import REPO_ROOT, OptionsError, check_name, load_options
 
 __all__ = [
@@ -103,6 +107,9 @@ def export_submission(
     options_file: str | None = None,
     latency_runs: int = 5,
     log: Callable[[str], None] | None = None,
+    ntire_team: int | None = None,
+    ntire_name: str | None = None,
+    int8: Int8Settings | None = None,
 ) -> SubmissionResult:
     """Check, export and verify the options' student and write ``out_dir/<name>/`` and ``out_dir/<name>.zip``.
 
@@ -120,6 +127,10 @@ def export_submission(
         options_file: Path of the options file, recorded in the manifest.
         latency_runs: Timed onnxruntime runs (median reported).
         log: Receives one line per step (the CLI prints them).
+        ntire_team: Write and verify the NTIRE ESR package ``ntire/`` for this team id (``None``: no package).
+        ntire_name: Its class name; ``None``: the submission name in CamelCase (``distill_rlfn_x4`` ->
+            ``DistillRlfnX4``).
+        int8: Add ``model_int8.onnx``, quantised statically with these settings (``None``: no INT8 model).
 
     Returns:
         A :class:`SubmissionResult`.
@@ -128,12 +139,18 @@ def export_submission(
         SubmissionError: bad name, or a submission exists and ``force`` is off (checked before any work).
         CheckpointError: the checkpoint is missing, unreadable or does not fit ``network_g``.
         BudgetError: over a limit; nothing is written.
-        ExportError: export, checker or parity failed; nothing is left in ``out_dir``.
+        ExportError: export, checker or parity failed (ONNX, NTIRE package, INT8); nothing is left in ``out_dir``.
     """
     say = log or (lambda line: None)
     name, out_dir = _check_target(opt, name, out_dir, force)
+    if ntire_team is not None:
+        ntire_name = ntire_name or class_name(name)
+        check_request(opt["network_g"], ntire_team, ntire_name)
+    if int8 is not None and fp16:
+        raise SubmissionError("--int8 quantises the float32 model; drop --fp16")
     h, w = (int(v) for v in input_size)
     deployed, loaded, budget = _deployed_within_budget(opt, checkpoint, h, w, max_params, max_gmacs, out_dir, say)
+    counts = _challenge_counts(deployed, budget, say)
 
     with _staging(out_dir, name) as tmp:
         staged = tmp / name
@@ -141,6 +158,19 @@ def export_submission(
         onnx, runner, inputs = _export_verified_onnx(deployed, staged / "model.onnx", opt, h, w, opset, fp16, say)
         scale = _output_scale(deployed, inputs[0], opt, h, w)
         validation = _validate_onnx(runner, inputs[0], opt, scale, latency_runs, say)
+        from kit.evaluation import validation_pairs
+
+        runtime = runtime_record(
+            deployed, (p.lq for p in validation_pairs(opt, scale)), validation.latency_ms, list(inputs[0].shape)
+        )
+        ntire = None
+        if ntire_team is not None:
+            ntire = _ntire_package(staged / "ntire", deployed, opt, ntire_team, ntire_name, scale, inputs, counts, say)
+        int8_record = None
+        if int8 is not None:
+            from kit.export.int8_verify import int8_model
+
+            int8_record = int8_model(staged, opt, scale, inputs, validation, int8, latency_runs, say)
         _save_weights(deployed, staged / "weights.safetensors")
         manifest = build_manifest(
             name=name,
@@ -155,6 +185,10 @@ def export_submission(
             checkpoint=loaded,
             options_file=options_file,
             opt=opt,
+            counts=counts,
+            runtime=runtime,
+            ntire=ntire,
+            int8=int8_record,
         )
         write_records(staged, manifest)
         _zip_readable(staged, tmp / f"{name}.zip")
@@ -212,6 +246,45 @@ def _deployed_within_budget(
         )
     say(f"size gate passed: {params_text}, {gmacs_text}")
     return deployed, loaded, budget
+
+
+def _challenge_counts(deployed: nn.Module, budget: Budget, say: _Say) -> ChallengeCounts:
+    """NTIRE's counts at their 1x3x256x256 (the size gate's fvcore count is reused when it was taken there)."""
+    if budget.input_shape == (1, 3, 256, 256):
+        from kit.export.counts import ntire_activations
+
+        activations, num_conv = ntire_activations(deployed)
+        counts = ChallengeCounts(budget.params, budget.macs, activations, num_conv, (1, 3, 256, 256))
+    else:
+        counts = challenge_counts(deployed)
+    say(
+        f"NTIRE counts at 1x3x256x256: {counts.params:,d} params, {counts.flops / 1e9:.4f} G fvcore FLOPs, "
+        f"{counts.activations / 1e6:.2f} M activations, {counts.num_conv} Conv2d calls"
+    )
+    return counts
+
+
+def _ntire_package(
+    folder: Path,
+    deployed: nn.Module,
+    opt: Mapping[str, Any],
+    team: int,
+    cls: str,
+    scale: int,
+    inputs: list[Tensor],
+    counts: ChallengeCounts,
+    say: _Say,
+) -> dict[str, Any]:
+    """Write the NTIRE package, run it with the kit hidden against ``deployed``, and check fvcore counts it alike."""
+    package = verify_package(write_package(folder, deployed, opt["network_g"], team, cls, scale), deployed, inputs)
+    if package.fvcore_flops is not None and package.fvcore_flops != counts.flops:
+        raise ExportError(
+            f"fvcore counts {package.fvcore_flops:,d} FLOPs on the NTIRE file but {counts.flops:,d} on the kit's "
+            "deployed network; the torch-only source differs from the kit's class"
+        )
+    summary = ", ".join(f"{c['max_abs_error']:.1e} at {'x'.join(map(str, c['input_shape']))}" for c in package.checks)
+    say(f"NTIRE package ntire/{package.model_file}: runs with the kit hidden, max abs error vs the kit {summary}")
+    return package.record()
 
 
 @contextlib.contextmanager
@@ -286,8 +359,13 @@ def _validate_onnx(
     y_channel, border = _validation_settings(opt, scale)
     result = evaluate({"onnx": runner}, validation_pairs(opt, scale), scale, y_channel, border)
     means = result.means()["onnx"]
-    say(f"validation: PSNR {means['psnr']:.3f} dB, SSIM {means['ssim']:.4f} ({result.metric_label})")
-    return ValidationRecord(ms, runs, list(x.shape), y_channel, border, result, means)
+    rgb = evaluate({"onnx": runner}, validation_pairs(opt, scale), scale, False, 4)
+    rgb_means = {**rgb.means()["onnx"], "metric": rgb.metric_label}
+    say(
+        f"validation: PSNR {means['psnr']:.3f} dB, SSIM {means['ssim']:.4f} ({result.metric_label}); "
+        f"{rgb_means['psnr']:.3f} dB / {rgb_means['ssim']:.4f} ({rgb.metric_label})"
+    )
+    return ValidationRecord(ms, runs, list(x.shape), y_channel, border, result, means, rgb_means)
 
 
 def _validation_settings(opt: Mapping[str, Any], scale: int) -> tuple[bool, int]:
@@ -307,12 +385,13 @@ def _save_weights(deployed: nn.Module, path: Path) -> None:
 
 
 def _zip_readable(folder: Path, zip_path: Path) -> None:
-    """Make every file of ``folder`` world-readable, then zip them under ``<folder name>/``."""
-    for f in folder.iterdir():
+    """Make every file under ``folder`` world-readable, then zip them under ``<folder name>/``."""
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
+    for f in files:
         f.chmod(0o644)  # safetensors writes 0600; the organisers need to read the files
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(folder.iterdir()):
-            zf.write(f, arcname=f"{folder.name}/{f.name}")
+        for f in files:
+            zf.write(f, arcname=f"{folder.name}/{f.relative_to(folder).as_posix()}")
 
 
 def _put_in_place(tmp: Path, out_dir: Path, name: str, force: bool) -> list[Path]:
@@ -388,7 +467,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="submissions folder (default <repo>/submissions)")
     p.add_argument("--force", action="store_true", help="move an existing submission aside instead of refusing")
     p.add_argument("--latency-runs", type=int, default=5, help="timed onnxruntime runs (median; default 5)")
+    g = p.add_argument_group("NTIRE Efficient SR package (ntire/ beside model.onnx)")
+    g.add_argument("--ntire-team", type=int, metavar="ID", help="team id: write ntire/models/team<ID>_<Name>.py etc.")
+    g.add_argument("--ntire-name", help="class name <Name> (default: the submission name in CamelCase)")
+    g = p.add_argument_group("INT8 (model_int8.onnx beside model.onnx)")
+    g.add_argument("--int8", action="store_true", help="add a statically quantised INT8 ONNX model (QDQ)")
+    g.add_argument("--int8-crops", type=int, default=64, help="calibration crops of the training LR (default 64)")
+    g.add_argument("--int8-crop-size", type=int, default=64, help="side of each calibration crop (default 64)")
+    g.add_argument("--int8-method", choices=CALIBRATION_METHODS, default="minmax", help="calibration (default minmax)")
+    g.add_argument(
+        "--int8-keep-float",
+        default="image",
+        help=f"comma-separated parts left in float, of {', '.join(FLOAT_PARTS)}; 'none' for none (default image)",
+    )
     return p
+
+
+def _int8_settings(args: argparse.Namespace) -> Int8Settings | None:
+    if not args.int8:
+        return None
+    keep = tuple(p.strip() for p in args.int8_keep_float.split(",") if p.strip() and p.strip() != "none")
+    return Int8Settings(args.int8_crops, args.int8_crop_size, args.int8_method, keep)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
             options_file=str(Path(args.opt).resolve()),
             latency_runs=args.latency_runs,
             log=print,
+            ntire_team=args.ntire_team,
+            ntire_name=args.ntire_name,
+            int8=_int8_settings(args),
         )
     except (BudgetError, ExportError) as err:
         print(f"export: FAILED: {err}", file=sys.stderr)
