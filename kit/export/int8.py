@@ -16,9 +16,10 @@ the fp32 file, scores it on the validation set and times both side by side.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,16 @@ def float_nodes(model, parts: Sequence[str]) -> list[str]:
     return names
 
 
+@contextlib.contextmanager
+def _working_dir(path: str | os.PathLike) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 class _Crops:
     """onnxruntime's calibration data reader over a list of crops."""
 
@@ -199,7 +210,8 @@ def quantize_int8(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[settings.method]
-    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+    fp32_path, out_path = Path(fp32_path).resolve(), Path(out_path).resolve()
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp, _working_dir(tmp):  # onnxruntime writes temp files to cwd
         pre = Path(tmp) / "pre.onnx"
         try:
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
