@@ -6,10 +6,11 @@ What the organisers' ``test_demo.py`` needs (NTIRE ESR 2022-2026): exactly one m
 sets ``data_range`` (1.0: the kit's students take RGB in [0, 1]), builds it and loads the weights.
 
 :func:`write_package` writes the three files from the deployed network and its family's torch-only source
-(:mod:`kit.export.ntire.families`); :func:`verify_package` runs them in a fresh ``python -I -B`` (no bytecode written into the package) where ``kit``,
-``basicsr`` and ``spandrel`` cannot be imported (``check_package.py``) and compares the outputs with the kit's
-deployed network at two input sizes (max abs error <= :data:`NTIRE_TOLERANCE`). The caller writes into a staging
-folder, so a package that fails its check is never submitted.
+(:mod:`kit.export.ntire.families`); :func:`verify_package` runs them in a fresh ``python -I -B`` (``-B``: no
+bytecode written into the package) where ``kit``, ``basicsr`` and ``spandrel`` cannot be imported
+(``check_package.py``) and compares the outputs with the kit's deployed network at two input sizes (max abs error
+<= :data:`NTIRE_TOLERANCE`). The caller writes into a staging folder, so a package that fails its check is never
+submitted.
 """
 
 from __future__ import annotations
@@ -233,7 +234,8 @@ def verify_package(
     with tempfile.TemporaryDirectory(prefix="ntire-check-") as tmp:
         data, result_file = Path(tmp) / "inputs.pt", Path(tmp) / "result.json"
         torch.save({"inputs": [x.float() for x in inputs], "outputs": outputs}, data)
-        cmd = [sys.executable, "-I", "-B", str(CHECK_SCRIPT), str(package.folder), package.team, str(data), str(result_file)]
+        cmd = [sys.executable, "-I", "-B", str(CHECK_SCRIPT), str(package.folder), package.team, str(data)]
+        cmd.append(str(result_file))
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
         except subprocess.TimeoutExpired as err:
