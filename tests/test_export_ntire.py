@@ -16,6 +16,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 from fvcore.nn import FlopCountAnalysis
 
 import kit.export.ntire.families as families
@@ -36,6 +37,7 @@ FAMILIES = {
         "img_residual": "bicubic",
     },
     "repsr": {"type": "RepSRStudent", "scale": 4, "num_feat": 8, "num_block": 1},  # trained form: fused at export
+    "span": {"type": "SPANStudent", "scale": 4, "num_feat": 8, "num_block": 2},  # trained form: Conv3XC fused
     "naf": {"type": "NAFStudent", "width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]},
 }
 
@@ -98,6 +100,8 @@ def _options(family: str, bundled_root: Path) -> dict:
 def exported(request, bundled_root, tmp_path_factory):
     """One export per family with the NTIRE package and the INT8 model (tiny random student, 32x32 reference)."""
     family = request.param
+    if FAMILIES[family]["type"] not in ARCH_REGISTRY:
+        pytest.skip(f"{FAMILIES[family]['type']} is not in this checkout (SPANStudent lands with issue 16)")
     root = tmp_path_factory.mktemp(f"ntire_{family}")
     opt = _options(family, bundled_root)
     net = _random(build_network(dict(FAMILIES[family])), 5)

@@ -62,6 +62,9 @@ FAMILIES: dict[str, Family] = {
         ("num_in_ch", "num_out_ch", "scale", "num_feat", "num_block", "mid_feat", "esa_channels", "img_residual"),
     ),
     "RepSRStudent": Family("repsr.py", "RepSR", ("num_in_ch", "num_out_ch", "scale", "num_feat", "num_block", "act")),
+    "SPANStudent": Family(
+        "span.py", "SPAN", ("num_in_ch", "num_out_ch", "scale", "num_feat", "num_block", "img_range", "rgb_mean")
+    ),
     "NAFStudent": Family(
         "naf.py",
         "NAFNet",
