@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from basicsr.archs import build_network
@@ -119,3 +120,40 @@ def test_int8_float_nodes_are_the_image_path_and_the_end_convs(tmp_path):
     assert [by_name[n].input[0] for n in float_nodes(model, ["first"])] == ["input"]
     (last,) = float_nodes(model, ["last"])
     assert by_name[last].input[1] == "upsampler.0.weight"
+
+
+def test_bicubic_rewrite_is_exact_and_stays_float_in_int8(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from kit.export.onnx_rewrite import bicubic_phase_kernel, rewrite_cubic_upsampling
+
+    assert bicubic_phase_kernel(4).sum(axis=1) == pytest.approx([1.0] * 4)  # each phase's weights sum to 1
+
+    class Up(nn.Module):
+        def __init__(self, s: int) -> None:
+            super().__init__()
+            self.s = s
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, scale_factor=self.s, mode="bicubic", align_corners=False)
+
+    for s in (2, 3, 4):
+        model = onnx.load(str(export_onnx(Up(s), tmp_path / f"up{s}.onnx", (1, 3, 8, 8))))
+        assert len(rewrite_cubic_upsampling(model)) == 1
+        assert "Resize" not in {n.op_type for n in model.graph.node}
+        onnx.checker.check_model(model, full_check=True)
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        for shape in ((1, 3, 8, 8), (2, 3, 5, 9), (1, 3, 1, 2)):  # borders: PyTorch clamps the source index
+            x = torch.rand(*shape)
+            (y,) = session.run(None, {"input": x.numpy()})
+            assert float((torch.from_numpy(y) - Up(s)(x)).abs().max()) < 2e-6
+
+    net = deploy_network(
+        build_network({"type": "RLFNStudent", "num_feat": 8, "num_block": 1, "img_residual": "bicubic"})
+    )
+    model = onnx.load(str(export_onnx(net, tmp_path / "rlfn.onnx", (1, 3, 16, 16))))
+    rewrite_cubic_upsampling(model)
+    by_name = {n.name: n for n in model.graph.node}
+    assert sorted(by_name[n].op_type for n in float_nodes(model, ["image"])) == ["Add", "Conv", "DepthToSpace", "Pad"]
+    assert [by_name[n].input[0] for n in float_nodes(model, ["first"])] == ["input"]  # conv_first, not the rewrite

@@ -189,6 +189,13 @@ def test_int8_model_runs_and_its_drop_is_recorded(exported, tmp_path):
     ]
     assert any(len(scales[n.input[1]].dims) == 1 and scales[n.input[1]].dims[0] > 1 for n in per_channel)
 
+    if exported["family"] == "rlfn":  # the bicubic residual: rewritten exactly, and left in float by INT8
+        assert len(m["onnx"]["rewrites"]) == 1 and "Resize" not in {
+            n.op_type for n in onnx.load(folder / "model.onnx").graph.node
+        }
+        producers = {o: n.op_type for n in model.graph.node for o in n.output}
+        (conv,) = [n for n in model.graph.node if n.name.startswith("kit_bicubic") and n.op_type == "Conv"]
+        assert producers.get(conv.input[1]) != "DequantizeLinear" and conv.name in q["float_nodes"]
     session = ort.InferenceSession(str(folder / "model_int8.onnx"), providers=["CPUExecutionProvider"])
     fp32 = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((1, 3, 21, 30), dtype=np.float32)

@@ -4,8 +4,9 @@
   images: the ``dataroot_lq`` folder of a paired dataset, or the GT images degraded as the training set does
   (``DegradedImageDataset``). Never the validation images, which score the result.
 * :func:`float_nodes`: which nodes stay in float. ``"image"``: the nodes reached from the input without passing a
-  convolution (RLFN's bicubic residual Resize and its final Add, RepSR's repeated input, NAFNet's pad, global
-  residual and crop): quantising them would round the output image itself to 8 bits of the output's range.
+  convolution (RLFN's bicubic residual — the Resize, or its exact Pad/Conv/DepthToSpace rewrite
+  ``kit_bicubic/*`` — and its final Add, RepSR's repeated input, NAFNet's pad, global residual and crop):
+  quantising them would round the output image itself to 8 bits of the output's range.
   ``"first"``/``"last"``: the convolutions that read the input / write the output (classic sensitive layers).
 * :func:`quantize_int8`: ``onnxruntime.quantization.quantize_static`` with ``QuantFormat.QDQ``, per-channel int8
   weights and uint8 activations, after onnxruntime's pre-processing (shape inference and graph optimisation).
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from kit.export.onnx_rewrite import PREFIX
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -142,7 +145,7 @@ def float_nodes(model, parts: Sequence[str]) -> list[str]:
             if n.name in seen:
                 continue
             seen.add(n.name)
-            if n.op_type == "Conv":
+            if n.op_type == "Conv" and not n.name.startswith(PREFIX):
                 first.append(n.name)
                 continue
             image.append(n.name)
@@ -153,7 +156,7 @@ def float_nodes(model, parts: Sequence[str]) -> list[str]:
         if n is None or n.name in seen:
             continue
         seen.add(n.name)
-        if n.op_type == "Conv":
+        if n.op_type == "Conv" and not n.name.startswith(PREFIX):
             last.append(n.name)
             continue
         frontier.extend(n.input)

@@ -42,6 +42,7 @@ class OnnxRecord:
     tolerance: float
     photo: str
     checks: list[ParityCheck]
+    rewrites: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ def build_manifest(
             "output_name": OUTPUT_NAME,
             "io": {"layout": "NCHW", "dtype": "float32", "color": "RGB", "range": [0.0, 1.0]},
             "dynamic_axes": ["batch", "height", "width"],
+            "rewrites": list(onnx.rewrites),
         },
         "parity": {
             "tolerance": onnx.tolerance,

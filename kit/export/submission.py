@@ -320,6 +320,7 @@ def _export_verified_onnx(
     from kit.runners import OnnxRunner
 
     onnx_path = export_onnx(deployed, path, (1, 3, h, w), opset, fp16)
+    rewrites = [] if fp16 else _rewrite(onnx_path)
     onnx_model = check_onnx(onnx_path)
     counted = onnx_param_count(onnx_model)
     say(f"ONNX written and checked (opset {opset}, {counted.params:,d} weights in initializers)")
@@ -333,7 +334,20 @@ def _export_verified_onnx(
     if not all(c.ok for c in checks):
         raise ExportError(f"onnxruntime differs from PyTorch by more than {tolerance:g}: {summary}")
     say(f"parity: onnxruntime vs PyTorch max abs error {summary} (tolerance {tolerance:g})")
-    return OnnxRecord(opset, fp16, counted, tolerance, photo_path, checks), runner, inputs
+    return OnnxRecord(opset, fp16, counted, tolerance, photo_path, checks, tuple(rewrites)), runner, inputs
+
+
+def _rewrite(path: Path) -> list[str]:
+    """Apply :mod:`kit.export.onnx_rewrite`'s exact rewrites to the file; the parity check that follows covers them."""
+    import onnx
+
+    from kit.export.onnx_rewrite import rewrite_cubic_upsampling
+
+    model = onnx.load(str(path))
+    done = rewrite_cubic_upsampling(model)
+    if done:
+        onnx.save(model, str(path))
+    return done
 
 
 def _output_scale(deployed: nn.Module, x: Tensor, opt: Mapping[str, Any], h: int, w: int) -> int:
