@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -99,9 +102,10 @@ def test_portable_paths():
     assert portable_path(inside) == "datasets/bundled/val/HR"
     assert portable_path("/data/DIV2K/DIV2K_valid_HR") == "DIV2K_valid_HR"
     assert portable_path("options/distill.yml") == "options/distill.yml"
-    text = f"val dataset 'x': LQ '{inside}' GT '/data/DIV2K/HR', 1/255, Y/RGB, MACs = FLOPs / 2"
+    outside = Path(tempfile.gettempdir()) / "DIV2K" / "HR"
+    text = f"LQ '{inside}' GT '{outside}', 1/255, Y/RGB, MACs = FLOPs / 2, node /body/body.0/Add"
     assert scrub_paths({"d": [text], str(inside): 1}) == {
-        "d": ["val dataset 'x': LQ 'datasets/bundled/val/HR' GT 'HR', 1/255, Y/RGB, MACs = FLOPs / 2"],
+        "d": ["LQ 'datasets/bundled/val/HR' GT 'HR', 1/255, Y/RGB, MACs = FLOPs / 2, node /body/body.0/Add"],
         "datasets/bundled/val/HR": 1,
     }
 

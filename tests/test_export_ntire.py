@@ -190,9 +190,9 @@ def test_int8_model_runs_and_its_drop_is_recorded(exported, tmp_path):
     assert any(len(scales[n.input[1]].dims) == 1 and scales[n.input[1]].dims[0] > 1 for n in per_channel)
 
     if exported["family"] == "rlfn":  # the bicubic residual: rewritten exactly, and left in float by INT8
-        assert len(m["onnx"]["rewrites"]) == 1 and "Resize" not in {
-            n.op_type for n in onnx.load(folder / "model.onnx").graph.node
-        }
+        fp32_ops = onnx.load(folder / "model.onnx").graph.node
+        cubic = [n for n in fp32_ops if n.op_type == "Resize" and b"cubic" in n.SerializeToString()]
+        assert len(m["onnx"]["rewrites"]) == 1 and not cubic
         producers = {o: n.op_type for n in model.graph.node for o in n.output}
         (conv,) = [n for n in model.graph.node if n.name.startswith("kit_bicubic") and n.op_type == "Conv"]
         assert producers.get(conv.input[1]) != "DequantizeLinear" and conv.name in q["float_nodes"]
@@ -223,6 +223,11 @@ def test_zip_holds_no_machine_path(exported):
     m = exported["manifest"]
     assert m["options"]["datasets"]["val"]["dataroot_gt"].startswith("datasets/bundled/")  # was absolute
     assert m["checkpoint"]["path"] == "net.pth" and m["options_file"] == "opt.yml"
+    expected = "cuda_events" if torch.cuda.is_available() else "onnxruntime_cpu"
+    assert m["runtime"]["method"] == expected and m["runtime"]["ms"] > 0
+    if expected == "onnxruntime_cpu":
+        assert m["runtime"]["ms"] == m["latency"]["onnxruntime_cpu_ms_median"]
+    assert m["validation"]["rgb_border4"]["metric"].startswith("PSNR (dB) / SSIM on RGB, border 4 px")
     forbidden = [str(REPO), str(exported["root"]), str(Path.home())]
     with zipfile.ZipFile(exported["zip"]) as zf:
         names = zf.namelist()
