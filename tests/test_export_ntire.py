@@ -22,7 +22,7 @@ from fvcore.nn import FlopCountAnalysis
 import kit.export.ntire.families as families
 from kit.archs import deploy_network
 from kit.export import main
-from tests.conftest import REPO, tiny_options, write_options
+from tests.helpers import REPO, tiny_options, write_options
 
 SMALL = ["--input-size", "32x32", "--latency-runs", "1", "--int8-crops", "4", "--int8-crop-size", "16"]
 NAF_NOISE = [{"type": "GaussianNoise", "sigma": 15}]
@@ -204,7 +204,7 @@ def test_int8_model_runs_and_its_drop_is_recorded(exported, tmp_path):
     assert y8.shape == y32.shape and np.isfinite(y8).all()
 
     # The recorded PSNR is the evaluation CLI's on the INT8 file; the drop is fp32 minus it.
-    from kit.evaluate import main as eval_main
+    from kit.cli.eval import main as eval_main
 
     out = tmp_path / "eval.json"
     metric = [] if m["validation"]["y_channel"] else ["--rgb"]

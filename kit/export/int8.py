@@ -75,7 +75,7 @@ class Int8Settings:
 def _train_lq_images(opt: Mapping[str, Any], scale: int) -> tuple[list[np.ndarray], str]:
     """The training LQ images (RGB float32 HWC in [0, 1]) and where they came from."""
     from kit.evaluation.sources import _dataset, training_degradation
-    from kit.infer.images import list_images, mod_crop, read_image
+    from kit.images import list_images, mod_crop, read_image
     from kit.options import resolve_path
 
     train = _dataset(opt, "train")
