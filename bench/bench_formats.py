@@ -47,8 +47,22 @@ def _checkpoints(pairs: list[str]) -> dict[str, str]:
 def _row(options: str, checkpoint: str | None, args: argparse.Namespace) -> dict:
     opt = load_options(REPO_ROOT / "options" / options)
     ckpt = Path(checkpoint) if checkpoint else REPO_ROOT / "experiments" / opt["name"] / "models" / "net_g_latest.pth"
-    if not ckpt.is_file():
-        return {"options": options, "missing": str(ckpt)}
+    if not ckpt.is_file():  # the sizes do not depend on the weights; the PSNRs and INT8 do
+        from kit.archs import deploy_network
+        from kit.export.counts import challenge_counts
+        from kit.registry import build_network
+
+        c = challenge_counts(deploy_network(build_network(dict(opt["network_g"]), "network_g")))
+        missing = str(ckpt.relative_to(REPO_ROOT)) if ckpt.is_relative_to(REPO_ROOT) else str(ckpt)
+        return {
+            "options": options,
+            "missing": missing,
+            "params": c.params,
+            "gflops": c.flops / 1e9,
+            "activations_m": c.activations / 1e6,
+            "num_conv": c.num_conv,
+            "architecture": opt["network_g"]["type"],
+        }
     settings = Int8Settings(crops=args.crops, crop_size=args.crop_size, method=args.method)
     with tempfile.TemporaryDirectory(prefix="bench-formats-") as tmp:
         start = time.perf_counter()
@@ -100,7 +114,10 @@ def rows(args: argparse.Namespace) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         if "missing" in r:
-            print(f"| `{r['options']}` | not trained here: no `{r['missing']}` |")
+            print(
+                f"| `{r['options']}` ({r['architecture']}) | {r['params']:,d} | {r['gflops']:.2f} | "
+                f"{r['activations_m']:.2f} | {r['num_conv']} | not trained here (no `{r['missing']}`) | | | | | | |"
+            )
             continue
         size = "x".join(map(str, r["latency_input"][2:]))
         print(

@@ -191,7 +191,9 @@ def test_int8_model_runs_and_its_drop_is_recorded(exported, tmp_path):
 
     if exported["family"] == "rlfn":  # the bicubic residual: rewritten exactly, and left in float by INT8
         fp32_ops = onnx.load(folder / "model.onnx").graph.node
-        cubic = [n for n in fp32_ops if n.op_type == "Resize" and b"cubic" in n.SerializeToString()]
+        modes = [a.s for n in fp32_ops if n.op_type == "Resize" for a in n.attribute if a.name == "mode"]
+        cubic = [m for m in modes if m == b"cubic"]
+        assert modes.count(b"linear") == 1  # ESA's bilinear resize stays
         assert len(m["onnx"]["rewrites"]) == 1 and not cubic
         producers = {o: n.op_type for n in model.graph.node for o in n.output}
         (conv,) = [n for n in model.graph.node if n.name.startswith("kit_bicubic") and n.op_type == "Conv"]
