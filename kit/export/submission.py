@@ -5,18 +5,24 @@ Usage::
     python export.py -opt options/distill.yml                       # experiments/<name>/models/net_g_latest.pth
     python export.py -opt options/distill.yml --checkpoint best.pth --name team_x4 --max-gmacs 200 --fp16
     python export.py -opt options/distill.yml --input-size 320x180 --out-dir /tmp/subs --force
+    python export.py -opt options/distill.yml --ntire-team 7 --int8  # + NTIRE ESR package and an INT8 model
 
 Steps (any failure exits non-zero and leaves the submissions folder as it was):
 
 1. Build ``network_g`` alone from the options and load ``params_ema`` (else ``params``) safely.
 2. Size gate on the deployed network (:mod:`kit.export.budget`): ``--max-params`` (default 5,000,000,
-   inclusive) and optionally ``--max-gmacs`` at the reference input ``--input-size`` (default 256x256).
-3. ONNX (:mod:`kit.export.onnx_export`): export, ``onnx.checker`` (full check), onnxruntime vs PyTorch on a
-   real photo at the export size and at a second, odd size (batch 2), parameters read back from the file.
-4. Latency (onnxruntime CPU), PSNR/SSIM of the ONNX model on the validation set (:func:`kit.evaluation.evaluate`).
-5. ``model.onnx``, ``weights.safetensors``, ``README.txt``, ``manifest.json`` (sha256 of the other files;
-   :mod:`kit.export.manifest`) written into a hidden temporary folder under the submissions folder, zipped, then
-   renamed into place.
+   inclusive) and optionally ``--max-gmacs`` (fvcore's count, :mod:`kit.export.counts`) at the reference input
+   ``--input-size`` (default 256x256); NTIRE's counts at 1x3x256x256.
+3. ONNX (:mod:`kit.export.onnx_export`, :mod:`kit.export.onnx_rewrite`): export, exact rewrites, ``onnx.checker``
+   (full check), onnxruntime vs PyTorch on a real photo at the export size and at a second, odd size (batch 2),
+   parameters read back from the file.
+4. Latency (onnxruntime CPU; CUDA events with a GPU, :mod:`kit.export.runtime`), PSNR/SSIM of the ONNX model on
+   the validation set (:func:`kit.evaluation.evaluate`), with the options' metric and on RGB border 4.
+5. ``--ntire-team``: the NTIRE package, run with the kit hidden (:mod:`kit.export.ntire`); ``--int8``:
+   ``model_int8.onnx``, verified like fp32 (:mod:`kit.export.int8`, :mod:`kit.export.int8_verify`).
+6. ``model.onnx``, ``weights.safetensors``, ``README.txt``, ``manifest.json`` (sha256 of the other files, no
+   machine paths; :mod:`kit.export.manifest`) written into a hidden temporary folder under the submissions folder,
+   zipped, then renamed into place.
    An existing submission is never overwritten: ``--force`` moves it aside to ``<name>_replaced_<time>``.
 """
 
@@ -545,4 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         f"({'Y' if m['validation']['y_channel'] else 'RGB'}, border {m['validation']['crop_border']}), "
         f"onnxruntime CPU {m['latency']['onnxruntime_cpu_ms_median']:.1f} ms"
     )
+    if m["ntire"]:
+        print(f"NTIRE package: {result.folder / 'ntire'} (paste {m['ntire']['select_model']} into test_demo.py)")
+    if m["int8"]:
+        q = m["int8"]
+        print(
+            f"INT8: {q['file']}, PSNR drop {q['validation']['psnr_drop_vs_fp32']:+.3f} dB, "
+            f"{q['latency']['speedup']:.2f}x the fp32 speed in onnxruntime CPU"
+        )
     return 0
