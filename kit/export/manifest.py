@@ -20,14 +20,16 @@ import torch
 from kit.checkpoint import sha256_file
 from kit.export.budget import MACS_METHOD, Budget
 from kit.export.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxParams, ParityCheck
+from kit.export.portable import portable_path, scrub_paths
 from kit.options import REPO_ROOT
 
 if TYPE_CHECKING:
     from kit.evaluation import EvalResult
+    from kit.export.counts import ChallengeCounts
 
 __all__ = ["FILES", "OnnxRecord", "ValidationRecord", "build_manifest", "git_state", "sha256_file", "write_records"]
 
-FILES = ("model.onnx", "weights.safetensors", "README.txt")  # manifest.json lists their sha256
+FILES = ("model.onnx", "weights.safetensors", "README.txt")  # always there; manifest.json lists every file's sha256
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,15 @@ class OnnxRecord:
     tolerance: float
     photo: str
     checks: list[ParityCheck]
+    rewrites: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ValidationRecord:
-    """onnxruntime CPU latency and PSNR/SSIM of the ONNX model (``means``: ``result``'s means of the model)."""
+    """onnxruntime CPU latency and PSNR/SSIM of the ONNX model (``means``: ``result``'s means of the model).
+
+    ``rgb_border4``: PSNR/SSIM on RGB with a 4-px border (NTIRE ESR's metric) beside the options' metric.
+    """
 
     latency_ms: float
     latency_runs: int
@@ -53,6 +59,7 @@ class ValidationRecord:
     crop_border: int
     result: EvalResult
     means: dict[str, float]
+    rgb_border4: dict[str, Any] | None = None
 
 
 def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
@@ -117,8 +124,15 @@ def build_manifest(
     checkpoint: Mapping[str, str],
     options_file: str | None,
     opt: Mapping[str, Any],
+    counts: ChallengeCounts | None = None,
+    runtime: Mapping[str, Any] | None = None,
+    ntire: Mapping[str, Any] | None = None,
+    int8: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest without ``files`` (added by :func:`write_records` once the files are final).
+
+    Every path in it is relative to the repo root, or a plain file name when outside it (:func:`scrub_paths`):
+    a submission carries no machine paths.
 
     Args:
         name: Submission name.
@@ -133,9 +147,13 @@ def build_manifest(
         checkpoint: ``{"path", "param_key"}`` of the loaded student weights (hashed here).
         options_file: Path of the options file, or ``None``.
         opt: The options, stored as JSON-safe values.
+        counts: NTIRE ESR's counts (params, fvcore FLOPs, activations, Conv2d calls) at 1x3x256x256.
+        runtime: :func:`kit.export.runtime.runtime_record`.
+        ntire: The NTIRE package's record (:meth:`kit.export.ntire.NtirePackage.record`), if written.
+        int8: The INT8 model's record (:func:`kit.export.int8_verify.int8_model`), if written.
     """
     result, means = validation.result, validation.means
-    return {
+    manifest = {
         "name": name,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "architecture": architecture,
@@ -163,6 +181,7 @@ def build_manifest(
             "output_name": OUTPUT_NAME,
             "io": {"layout": "NCHW", "dtype": "float32", "color": "RGB", "range": [0.0, 1.0]},
             "dynamic_axes": ["batch", "height", "width"],
+            "rewrites": list(onnx.rewrites),
         },
         "parity": {
             "tolerance": onnx.tolerance,
@@ -187,17 +206,84 @@ def build_manifest(
             "num_images": len(result.images()),
             "per_image": [{"image": r.image, "psnr": r.psnr, "ssim": r.ssim} for r in result.rows],
             "notes": result.notes,
+            "rgb_border4": validation.rgb_border4,
         },
+        "counts": counts.record() if counts is not None else None,
+        "runtime": dict(runtime) if runtime is not None else None,
+        "ntire": dict(ntire) if ntire is not None else None,
+        "int8": dict(int8) if int8 is not None else None,
         "checkpoint": {
-            "path": checkpoint["path"],
+            "path": portable_path(checkpoint["path"]),
             "param_key": checkpoint["param_key"],
             "sha256": sha256_file(checkpoint["path"]),
         },
-        "options_file": options_file,
+        "options_file": portable_path(options_file) if options_file else None,
         "options": _json_safe(opt),
         "kit_version": _kit_version(),
         "git": git_state(),
     }
+    return scrub_paths(_json_safe(manifest))
+
+
+def _readme_files(m: Mapping[str, Any]) -> str:
+    lines = [
+        f"  model.onnx            the network: ONNX opset {m['onnx']['opset']}, {m['onnx']['weights_dtype']} weights",
+        f"  weights.safetensors   the same weights as a PyTorch state dict of {m['architecture']} (deployed form)",
+    ]
+    if m.get("int8"):
+        lines.append(f"  {m['int8']['file']:<21} the same network quantised to INT8 (onnxruntime, QDQ), see INT8 below")
+    if m.get("ntire"):
+        n = m["ntire"]
+        lines += [
+            f"  {n['model_file']:<21} NTIRE ESR model file (imports only torch), class {n['class']}",
+            f"  {n['weights_file']:<21} its weights: a plain state dict for load_state_dict(..., strict=True)",
+            f"  {n['select_model']:<21} the branch to paste into select_model() of NTIRE's test_demo.py",
+        ]
+    lines.append("  manifest.json         every number below, sha256 of these files, the options and the code version")
+    return "\n".join(lines)
+
+
+def _readme_extra(m: Mapping[str, Any]) -> str:
+    """The NTIRE counts, runtime, NTIRE package and INT8 paragraphs (each only when measured)."""
+    out = []
+    c, val = m.get("counts"), m["validation"]
+    if c:
+        out.append(
+            f"  NTIRE ESR counts at {'x'.join(map(str, c['input_shape']))}: params {c['params']:,d}, FLOPs "
+            f"{c['gflops']:.4f} G (fvcore; = MACs), activations {c['activations_m']:.4f} M, Conv2d {c['num_conv']}"
+        )
+    if val.get("rgb_border4"):
+        rgb = val["rgb_border4"]
+        out.append(f"  PSNR {rgb['psnr']:.3f} dB, SSIM {rgb['ssim']:.4f} on RGB, border 4 px (NTIRE ESR's metric)")
+    if m.get("runtime"):
+        r = m["runtime"]
+        out.append(f"  runtime: {r['ms']:.1f} ms ({r['method']}: {r['how']})")
+    text = "\n".join(out) + ("\n" if out else "")
+    if m.get("ntire"):
+        n = m["ntire"]
+        errors = ", ".join(f"{e['max_abs_error']:.1e}" for e in n["verified"]["checks"])
+        text += f"""
+NTIRE Efficient SR package (ntire/)
+  Copy ntire/models/* into the kit's models/ and ntire/model_zoo/* into model_zoo/, then paste
+  ntire/select_model.txt into select_model() of test_demo.py (data_range {n["data_range"]}: inputs in [0, 1]).
+  Checked at export in a fresh python with kit, basicsr and spandrel unimportable: the file imports, the class
+  builds without arguments, the weights load with strict=True, and its output equals the exported network
+  (max abs error {errors} at two input sizes, tolerance {n["verified"]["tolerance"]:g}).
+"""
+    if m.get("int8"):
+        q = m["int8"]
+        v, lat, size = q["validation"], q["latency"], q["size_bytes"]
+        text += f"""
+INT8 ({q["file"]})
+  {q["tool"]}: {q["format"]}, weights {q["weights"]}, activations {q["activations"]}, calibration
+  {q["calibration_method"]} on {q["calibration"]}; kept in float: {", ".join(q["kept_float"]) or "nothing"}
+  ({len(q["float_nodes"])} nodes). Same input and output as model.onnx.
+  PSNR {v["psnr"]:.3f} dB, SSIM {v["ssim"]:.4f} ({v["metric"]}): {v["psnr_drop_vs_fp32"]:+.3f} dB below fp32;
+  RGB border 4: {v["rgb_border4"]["psnr"]:.3f} dB ({v["rgb_border4"]["psnr_drop_vs_fp32"]:+.3f} dB below fp32)
+  onnxruntime CPU: {lat["int8_ms_median"]:.1f} ms vs fp32 {lat["fp32_ms_median"]:.1f} ms ({lat["speedup"]:.2f}x) at \
+{"x".join(map(str, lat["input_shape"]))}; size {size["int8"]:,d} vs {size["fp32"]:,d} bytes
+"""
+    return text
 
 
 def _readme(m: Mapping[str, Any]) -> str:
@@ -210,9 +296,7 @@ def _readme(m: Mapping[str, Any]) -> str:
     return f"""{m["name"]}: {m["architecture"]} student, {_task(s)}
 
 Files
-  model.onnx            the network: ONNX opset {m["onnx"]["opset"]}, {m["onnx"]["weights_dtype"]} weights
-  weights.safetensors   the same weights as a PyTorch state dict of {m["architecture"]} (deployed, fused form)
-  manifest.json         every number below, sha256 of these files, the options and the code version
+{_readme_files(m)}
 
 Input and output
   input  "{INPUT_NAME}":  float32, N x 3 x H x W, RGB, values in [0, 1]; N, H and W are free
@@ -230,21 +314,22 @@ Run it (Python, onnxruntime)
 Numbers
   parameters: {m["params"]["torch"]:,d} (sum of numel of the deployed PyTorch network); \
 ONNX weights: {m["params"]["onnx"]:,d}{onnx_note}
-  GMACs: {m["macs"]["gmacs"]:.4f} for a {"x".join(map(str, size))} input ({MACS_METHOD})
+  GMACs: {m["macs"]["gmacs"]:.4f} for a {"x".join(map(str, size))} input ({m["macs"]["method"]})
   PSNR {val["psnr"]:.3f} dB, SSIM {val["ssim"]:.4f} ({"Y channel" if val["y_channel"] else "RGB"}, \
 border {val["crop_border"]} px) on {val["num_images"]} images: {val["data"]}
   onnxruntime CPU latency: {m["latency"]["onnxruntime_cpu_ms_median"]:.1f} ms, median of {m["latency"]["runs"]} \
 runs at {"x".join(map(str, m["latency"]["input_shape"]))} (on the machine that exported it)
   ONNX vs PyTorch, max abs error: {errors} (tolerance {par["tolerance"]:g})
-"""
+{_readme_extra(m)}"""
 
 
 def write_records(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write ``README.txt``, then ``manifest.json`` with ``files`` (sha256 of :data:`FILES`) added to ``manifest``.
+    """Write ``README.txt``, then ``manifest.json`` with ``files`` (sha256 of every other file) added to ``manifest``.
 
     The README goes first because the manifest lists its hash; the other files must already be in ``folder``.
     """
     (folder / "README.txt").write_text(_readme(manifest), encoding="utf-8")
-    manifest["files"] = {f: sha256_file(folder / f) for f in FILES}
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
+    manifest["files"] = {p.relative_to(folder).as_posix(): sha256_file(p) for p in files}
     manifest["files_note"] = "sha256 of each file; manifest.json is not listed (it cannot hold its own hash)"
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -5,18 +5,24 @@ Usage::
     python export.py -opt options/distill.yml                       # experiments/<name>/models/net_g_latest.pth
     python export.py -opt options/distill.yml --checkpoint best.pth --name team_x4 --max-gmacs 200 --fp16
     python export.py -opt options/distill.yml --input-size 320x180 --out-dir /tmp/subs --force
+    python export.py -opt options/distill.yml --ntire-team 7 --int8  # + NTIRE ESR package and an INT8 model
 
 Steps (any failure exits non-zero and leaves the submissions folder as it was):
 
 1. Build ``network_g`` alone from the options and load ``params_ema`` (else ``params``) safely.
 2. Size gate on the deployed network (:mod:`kit.export.budget`): ``--max-params`` (default 5,000,000,
-   inclusive) and optionally ``--max-gmacs`` at the reference input ``--input-size`` (default 256x256).
-3. ONNX (:mod:`kit.export.onnx_export`): export, ``onnx.checker`` (full check), onnxruntime vs PyTorch on a
-   real photo at the export size and at a second, odd size (batch 2), parameters read back from the file.
-4. Latency (onnxruntime CPU), PSNR/SSIM of the ONNX model on the validation set (:func:`kit.evaluation.evaluate`).
-5. ``model.onnx``, ``weights.safetensors``, ``README.txt``, ``manifest.json`` (sha256 of the other files;
-   :mod:`kit.export.manifest`) written into a hidden temporary folder under the submissions folder, zipped, then
-   renamed into place.
+   inclusive) and optionally ``--max-gmacs`` (fvcore's count, :mod:`kit.export.counts`) at the reference input
+   ``--input-size`` (default 256x256); NTIRE's counts at 1x3x256x256.
+3. ONNX (:mod:`kit.export.onnx_export`, :mod:`kit.export.onnx_rewrite`): export, exact rewrites, ``onnx.checker``
+   (full check), onnxruntime vs PyTorch on a real photo at the export size and at a second, odd size (batch 2),
+   parameters read back from the file.
+4. Latency (onnxruntime CPU; CUDA events with a GPU, :mod:`kit.export.runtime`), PSNR/SSIM of the ONNX model on
+   the validation set (:func:`kit.evaluation.evaluate`), with the options' metric and on RGB border 4.
+5. ``--ntire-team``: the NTIRE package, run with the kit hidden (:mod:`kit.export.ntire`); ``--int8``:
+   ``model_int8.onnx``, verified like fp32 (:mod:`kit.export.int8`, :mod:`kit.export.int8_verify`).
+6. ``model.onnx``, ``weights.safetensors``, ``README.txt``, ``manifest.json`` (sha256 of the other files, no
+   machine paths; :mod:`kit.export.manifest`) written into a hidden temporary folder under the submissions folder,
+   zipped, then renamed into place.
    An existing submission is never overwritten: ``--force`` moves it aside to ``<name>_replaced_<time>``.
 """
 
@@ -43,7 +49,10 @@ from torch import Tensor, nn
 from kit.archs.deploy import deploy_network
 from kit.checkpoint import CheckpointError
 from kit.export.budget import Budget, BudgetError, budget_violations, measure_budget
+from kit.export.counts import ChallengeCounts, challenge_counts
+from kit.export.int8 import CALIBRATION_METHODS, FLOAT_PARTS, Int8Settings
 from kit.export.manifest import OnnxRecord, ValidationRecord, build_manifest, git_state, sha256_file, write_records
+from kit.export.ntire import check_request, class_name, verify_package, write_package
 from kit.export.onnx_export import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
@@ -56,6 +65,7 @@ from kit.export.onnx_export import (
     parity_inputs,
     reference_photo,
 )
+from kit.export.runtime import runtime_record
 from kit.options import REPO_ROOT, OptionsError, check_name, load_options
 
 __all__ = [
@@ -103,6 +113,9 @@ def export_submission(
     options_file: str | None = None,
     latency_runs: int = 5,
     log: Callable[[str], None] | None = None,
+    ntire_team: int | None = None,
+    ntire_name: str | None = None,
+    int8: Int8Settings | None = None,
 ) -> SubmissionResult:
     """Check, export and verify the options' student and write ``out_dir/<name>/`` and ``out_dir/<name>.zip``.
 
@@ -120,6 +133,10 @@ def export_submission(
         options_file: Path of the options file, recorded in the manifest.
         latency_runs: Timed onnxruntime runs (median reported).
         log: Receives one line per step (the CLI prints them).
+        ntire_team: Write and verify the NTIRE ESR package ``ntire/`` for this team id (``None``: no package).
+        ntire_name: Its class name; ``None``: the submission name in CamelCase (``distill_rlfn_x4`` ->
+            ``DistillRlfnX4``).
+        int8: Add ``model_int8.onnx``, quantised statically with these settings (``None``: no INT8 model).
 
     Returns:
         A :class:`SubmissionResult`.
@@ -128,12 +145,18 @@ def export_submission(
         SubmissionError: bad name, or a submission exists and ``force`` is off (checked before any work).
         CheckpointError: the checkpoint is missing, unreadable or does not fit ``network_g``.
         BudgetError: over a limit; nothing is written.
-        ExportError: export, checker or parity failed; nothing is left in ``out_dir``.
+        ExportError: export, checker or parity failed (ONNX, NTIRE package, INT8); nothing is left in ``out_dir``.
     """
     say = log or (lambda line: None)
     name, out_dir = _check_target(opt, name, out_dir, force)
+    if ntire_team is not None:
+        ntire_name = ntire_name or class_name(name)
+        check_request(opt["network_g"], ntire_team, ntire_name)
+    if int8 is not None and fp16:
+        raise SubmissionError("--int8 quantises the float32 model; drop --fp16")
     h, w = (int(v) for v in input_size)
     deployed, loaded, budget = _deployed_within_budget(opt, checkpoint, h, w, max_params, max_gmacs, out_dir, say)
+    counts = _challenge_counts(deployed, budget, say)
 
     with _staging(out_dir, name) as tmp:
         staged = tmp / name
@@ -141,6 +164,19 @@ def export_submission(
         onnx, runner, inputs = _export_verified_onnx(deployed, staged / "model.onnx", opt, h, w, opset, fp16, say)
         scale = _output_scale(deployed, inputs[0], opt, h, w)
         validation = _validate_onnx(runner, inputs[0], opt, scale, latency_runs, say)
+        from kit.evaluation import validation_pairs
+
+        runtime = runtime_record(
+            deployed, (p.lq for p in validation_pairs(opt, scale)), validation.latency_ms, list(inputs[0].shape)
+        )
+        ntire = None
+        if ntire_team is not None:
+            ntire = _ntire_package(staged / "ntire", deployed, opt, ntire_team, ntire_name, scale, inputs, counts, say)
+        int8_record = None
+        if int8 is not None:
+            from kit.export.int8_verify import int8_model
+
+            int8_record = int8_model(staged, opt, scale, inputs, validation, int8, latency_runs, say)
         _save_weights(deployed, staged / "weights.safetensors")
         manifest = build_manifest(
             name=name,
@@ -155,6 +191,10 @@ def export_submission(
             checkpoint=loaded,
             options_file=options_file,
             opt=opt,
+            counts=counts,
+            runtime=runtime,
+            ntire=ntire,
+            int8=int8_record,
         )
         write_records(staged, manifest)
         _zip_readable(staged, tmp / f"{name}.zip")
@@ -214,6 +254,45 @@ def _deployed_within_budget(
     return deployed, loaded, budget
 
 
+def _challenge_counts(deployed: nn.Module, budget: Budget, say: _Say) -> ChallengeCounts:
+    """NTIRE's counts at their 1x3x256x256 (the size gate's fvcore count is reused when it was taken there)."""
+    if budget.input_shape == (1, 3, 256, 256):
+        from kit.export.counts import ntire_activations
+
+        activations, num_conv = ntire_activations(deployed)
+        counts = ChallengeCounts(budget.params, budget.macs, activations, num_conv, (1, 3, 256, 256))
+    else:
+        counts = challenge_counts(deployed)
+    say(
+        f"NTIRE counts at 1x3x256x256: {counts.params:,d} params, {counts.flops / 1e9:.4f} G fvcore FLOPs, "
+        f"{counts.activations / 1e6:.2f} M activations, {counts.num_conv} Conv2d calls"
+    )
+    return counts
+
+
+def _ntire_package(
+    folder: Path,
+    deployed: nn.Module,
+    opt: Mapping[str, Any],
+    team: int,
+    cls: str,
+    scale: int,
+    inputs: list[Tensor],
+    counts: ChallengeCounts,
+    say: _Say,
+) -> dict[str, Any]:
+    """Write the NTIRE package, run it with the kit hidden against ``deployed``, and check fvcore counts it alike."""
+    package = verify_package(write_package(folder, deployed, opt["network_g"], team, cls, scale), deployed, inputs)
+    if package.fvcore_flops is not None and package.fvcore_flops != counts.flops:
+        raise ExportError(
+            f"fvcore counts {package.fvcore_flops:,d} FLOPs on the NTIRE file but {counts.flops:,d} on the kit's "
+            "deployed network; the torch-only source differs from the kit's class"
+        )
+    summary = ", ".join(f"{c['max_abs_error']:.1e} at {'x'.join(map(str, c['input_shape']))}" for c in package.checks)
+    say(f"NTIRE package ntire/{package.model_file}: runs with the kit hidden, max abs error vs the kit {summary}")
+    return package.record()
+
+
 @contextlib.contextmanager
 def _staging(out_dir: Path, name: str) -> Iterator[Path]:
     """A hidden temporary folder inside ``out_dir``, removed on exit, for building the submission before it is moved in.
@@ -247,6 +326,7 @@ def _export_verified_onnx(
     from kit.runners import OnnxRunner
 
     onnx_path = export_onnx(deployed, path, (1, 3, h, w), opset, fp16)
+    rewrites = [] if fp16 else _rewrite(onnx_path)
     onnx_model = check_onnx(onnx_path)
     counted = onnx_param_count(onnx_model)
     say(f"ONNX written and checked (opset {opset}, {counted.params:,d} weights in initializers)")
@@ -260,7 +340,20 @@ def _export_verified_onnx(
     if not all(c.ok for c in checks):
         raise ExportError(f"onnxruntime differs from PyTorch by more than {tolerance:g}: {summary}")
     say(f"parity: onnxruntime vs PyTorch max abs error {summary} (tolerance {tolerance:g})")
-    return OnnxRecord(opset, fp16, counted, tolerance, photo_path, checks), runner, inputs
+    return OnnxRecord(opset, fp16, counted, tolerance, photo_path, checks, tuple(rewrites)), runner, inputs
+
+
+def _rewrite(path: Path) -> list[str]:
+    """Apply :mod:`kit.export.onnx_rewrite`'s exact rewrites to the file; the parity check that follows covers them."""
+    import onnx
+
+    from kit.export.onnx_rewrite import rewrite_cubic_upsampling
+
+    model = onnx.load(str(path))
+    done = rewrite_cubic_upsampling(model)
+    if done:
+        onnx.save(model, str(path))
+    return done
 
 
 def _output_scale(deployed: nn.Module, x: Tensor, opt: Mapping[str, Any], h: int, w: int) -> int:
@@ -286,8 +379,13 @@ def _validate_onnx(
     y_channel, border = _validation_settings(opt, scale)
     result = evaluate({"onnx": runner}, validation_pairs(opt, scale), scale, y_channel, border)
     means = result.means()["onnx"]
-    say(f"validation: PSNR {means['psnr']:.3f} dB, SSIM {means['ssim']:.4f} ({result.metric_label})")
-    return ValidationRecord(ms, runs, list(x.shape), y_channel, border, result, means)
+    rgb = evaluate({"onnx": runner}, validation_pairs(opt, scale), scale, False, 4)
+    rgb_means = {**rgb.means()["onnx"], "metric": rgb.metric_label}
+    say(
+        f"validation: PSNR {means['psnr']:.3f} dB, SSIM {means['ssim']:.4f} ({result.metric_label}); "
+        f"{rgb_means['psnr']:.3f} dB / {rgb_means['ssim']:.4f} ({rgb.metric_label})"
+    )
+    return ValidationRecord(ms, runs, list(x.shape), y_channel, border, result, means, rgb_means)
 
 
 def _validation_settings(opt: Mapping[str, Any], scale: int) -> tuple[bool, int]:
@@ -307,12 +405,13 @@ def _save_weights(deployed: nn.Module, path: Path) -> None:
 
 
 def _zip_readable(folder: Path, zip_path: Path) -> None:
-    """Make every file of ``folder`` world-readable, then zip them under ``<folder name>/``."""
-    for f in folder.iterdir():
+    """Make every file under ``folder`` world-readable, then zip them under ``<folder name>/``."""
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
+    for f in files:
         f.chmod(0o644)  # safetensors writes 0600; the organisers need to read the files
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(folder.iterdir()):
-            zf.write(f, arcname=f"{folder.name}/{f.name}")
+        for f in files:
+            zf.write(f, arcname=f"{folder.name}/{f.relative_to(folder).as_posix()}")
 
 
 def _put_in_place(tmp: Path, out_dir: Path, name: str, force: bool) -> list[Path]:
@@ -388,7 +487,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="submissions folder (default <repo>/submissions)")
     p.add_argument("--force", action="store_true", help="move an existing submission aside instead of refusing")
     p.add_argument("--latency-runs", type=int, default=5, help="timed onnxruntime runs (median; default 5)")
+    g = p.add_argument_group("NTIRE Efficient SR package (ntire/ beside model.onnx)")
+    g.add_argument("--ntire-team", type=int, metavar="ID", help="team id: write ntire/models/team<ID>_<Name>.py etc.")
+    g.add_argument("--ntire-name", help="class name <Name> (default: the submission name in CamelCase)")
+    g = p.add_argument_group("INT8 (model_int8.onnx beside model.onnx)")
+    g.add_argument("--int8", action="store_true", help="add a statically quantised INT8 ONNX model (QDQ)")
+    g.add_argument("--int8-crops", type=int, default=64, help="calibration crops of the training LR (default 64)")
+    g.add_argument("--int8-crop-size", type=int, default=64, help="side of each calibration crop (default 64)")
+    g.add_argument("--int8-method", choices=CALIBRATION_METHODS, default="minmax", help="calibration (default minmax)")
+    g.add_argument(
+        "--int8-keep-float",
+        default="image",
+        help=f"comma-separated parts left in float, of {', '.join(FLOAT_PARTS)}; 'none' for none (default image)",
+    )
     return p
+
+
+def _int8_settings(args: argparse.Namespace) -> Int8Settings | None:
+    if not args.int8:
+        return None
+    keep = tuple(p.strip() for p in args.int8_keep_float.split(",") if p.strip() and p.strip() != "none")
+    return Int8Settings(args.int8_crops, args.int8_crop_size, args.int8_method, keep)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
             options_file=str(Path(args.opt).resolve()),
             latency_runs=args.latency_runs,
             log=print,
+            ntire_team=args.ntire_team,
+            ntire_name=args.ntire_name,
+            int8=_int8_settings(args),
         )
     except (BudgetError, ExportError) as err:
         print(f"export: FAILED: {err}", file=sys.stderr)
@@ -429,4 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         f"({'Y' if m['validation']['y_channel'] else 'RGB'}, border {m['validation']['crop_border']}), "
         f"onnxruntime CPU {m['latency']['onnxruntime_cpu_ms_median']:.1f} ms"
     )
+    if m["ntire"]:
+        print(f"NTIRE package: {result.folder / 'ntire'} (paste {m['ntire']['select_model']} into test_demo.py)")
+    if m["int8"]:
+        q = m["int8"]
+        print(
+            f"INT8: {q['file']}, PSNR drop {q['validation']['psnr_drop_vs_fp32']:+.3f} dB, "
+            f"{q['latency']['speedup']:.2f}x the fp32 speed in onnxruntime CPU"
+        )
     return 0
