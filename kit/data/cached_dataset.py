@@ -68,22 +68,10 @@ class CachedPairedImageDataset(PairedImageDataset):
 
     def _teacher_images(self, lq_path: str, gt_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         """Each cached teacher image of ``lq_path``: memory-mapped ``(sH, sW, 3)`` float16 RGB."""
-        images = {}
-        for name, folder in self.teacher_outputs.items():
-            path = str(teacher_image_file(folder, lq_path))
-            img = self._teacher_maps.get(path)
-            if img is None:
-                if not Path(path).is_file():
-                    raise FileNotFoundError(
-                        f"teacher output '{path}' for '{lq_path}' is missing; delete the cache folder "
-                        f"{Path(folder).parent} so that train.teacher_cache rebuilds it"
-                    )
-                img = np.load(path, mmap_mode="r")
-                if img.shape != gt_shape:
-                    raise ValueError(f"teacher output '{path}' is {img.shape}, the GT is {gt_shape}; rebuild the cache")
-                self._teacher_maps[path] = img
-            images[name] = img
-        return images
+        return {
+            name: open_teacher_image(self._teacher_maps, folder, lq_path, tuple(gt_shape), "the GT is")
+            for name, folder in self.teacher_outputs.items()
+        }
 
     def __getitem__(self, index: int) -> dict:
         scale = self.opt["scale"]
@@ -115,6 +103,33 @@ def teacher_image_file(teacher_folder: str | os.PathLike, lq_path: str) -> Path:
     :mod:`kit.distill.teacher_cache` writes these files and this dataset reads them.
     """
     return Path(teacher_folder) / f"{Path(lq_path).stem}.npy"
+
+
+def open_teacher_image(
+    maps: dict[str, np.ndarray], folder: str, lq_path: str, shape: tuple[int, ...], against: str
+) -> np.ndarray:
+    """One cached teacher image of ``lq_path``, memory-mapped once into ``maps``; missing or mis-sized: one error.
+
+    Args:
+        maps: The dataset's open memory maps (``path -> array``), filled here.
+        folder: The teacher's cache folder (``teacher_outputs[name]``).
+        lq_path: The LQ file whose teacher image is wanted.
+        shape: The ``(sH, sW, 3)`` the image must have.
+        against: How the error names that shape (``"the GT is"``, ``"expected"``).
+    """
+    path = str(teacher_image_file(folder, lq_path))
+    img = maps.get(path)
+    if img is None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"teacher output '{path}' for '{lq_path}' is missing; delete the cache folder "
+                f"{Path(folder).parent} so that train.teacher_cache rebuilds it"
+            )
+        img = np.load(path, mmap_mode="r")
+        if img.shape != shape:
+            raise ValueError(f"teacher output '{path}' is {img.shape}, {against} {shape}; rebuild the cache")
+        maps[path] = img
+    return img
 
 
 def _float(img: np.ndarray) -> np.ndarray:

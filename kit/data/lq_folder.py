@@ -8,7 +8,6 @@ fixed folder (:mod:`kit.data.fixed_degraded`), which the teacher cache can then 
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ from basicsr.data.transforms import augment
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from kit.data.cached_dataset import teacher_image_file
+from kit.data.cached_dataset import open_teacher_image
 from kit.data.decoded_store import DecodedImageStore
 from kit.images import list_images, read_image
 
@@ -106,20 +105,8 @@ class LQFolderDataset(data.Dataset):
 
     def _teacher_image(self, folder: str, lq_path: str, lq_shape: tuple[int, ...]) -> np.ndarray:
         """A cached teacher image ``(sH, sW, 3)`` float16 RGB, memory-mapped; its size is checked."""
-        path = str(teacher_image_file(folder, lq_path))
-        img = self._teacher_maps.get(path)
-        if img is None:
-            if not Path(path).is_file():
-                raise FileNotFoundError(
-                    f"teacher output '{path}' for '{lq_path}' is missing; delete the cache folder "
-                    f"{Path(folder).parent} so that train.teacher_cache rebuilds it"
-                )
-            img = np.load(path, mmap_mode="r")
-            expected = (lq_shape[0] * self.scale, lq_shape[1] * self.scale, 3)
-            if img.shape != expected:
-                raise ValueError(f"teacher output '{path}' is {img.shape}, expected {expected}; rebuild the cache")
-            self._teacher_maps[path] = img
-        return img
+        expected = (lq_shape[0] * self.scale, lq_shape[1] * self.scale, 3)
+        return open_teacher_image(self._teacher_maps, folder, lq_path, expected, "expected")
 
     def __getitem__(self, index: int) -> dict:
         lq_path = self.paths[index]["lq_path"]
