@@ -1,8 +1,9 @@
 """Which configurations of a student family fit a challenge's caps (deployed parameters, GMACs at an input size).
 
 Each :class:`Family` is a grid of constructor arguments: a few depths (rows) times widths in ascending order.
-Sizes are counted by :mod:`kit.export.budget` on the *deployed* network built on the meta device (no memory,
-no arithmetic): ``deploy=True`` where the class has it, else :func:`kit.archs.deploy_network`. Parameters and
+Parameters are counted on the *deployed* network built on the meta device (no memory, no arithmetic):
+``deploy=True`` where the class has it, else :func:`kit.archs.deploy_network`. MACs are fvcore's count (the one
+``export.py --max-gmacs`` gates on), on the CPU and only when a GMACs cap or a row asks for them. Parameters and
 MACs grow with the width, so a row stops at its first width over a cap.
 
 Example::
@@ -24,7 +25,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from kit.archs.deploy import count_params, deploy_network
-from kit.export.budget import Budget, budget_violations, count_macs
+from kit.export.budget import Budget, budget_violations
+from kit.export.counts import fvcore_flops
 
 __all__ = ["FAMILIES", "RULE", "Candidate", "Family", "build_deployed", "fitting", "recommend"]
 
@@ -98,9 +100,13 @@ class Candidate:
     latency_ms: float | None = None
 
     def count_macs(self) -> int:
-        """Count (once) and return the MACs of the deployed network at :attr:`input_shape`."""
+        """Count (once) and return the MACs of the deployed network at :attr:`input_shape`.
+
+        fvcore's count, as ``export.py``'s ``--max-gmacs`` gate and the NTIRE organisers take it
+        (:func:`kit.export.counts.fvcore_flops`); fvcore runs the network, so it is built on the CPU here.
+        """
         if self.macs is None:
-            self.macs = count_macs(build_deployed(self.family, self.arguments), self.input_shape)
+            self.macs = fvcore_flops(build_deployed(self.family, self.arguments, "cpu"), self.input_shape)
         return self.macs
 
     @property
