@@ -3,6 +3,7 @@
     python bench/bench_recipes.py --setting cpu      # about 31 min on 2 CPU cores
     python bench/bench_recipes.py --setting gpu      # the GPU-sized setting (bigger teacher, more steps)
     python bench/bench_recipes.py --shipped          # every options/distill*.yml vs its options/student*.yml
+    python bench/bench_recipes.py --setting real     # a pretrained teacher (SPAN x4): see bench/real_teacher.py
 
 Every run trains the student of ``options/distill.yml`` on the bundled training photos and is evaluated on
 the held-out validation photos (never used in training): PSNR/SSIM on Y, border = scale, of the EMA
@@ -30,6 +31,9 @@ from kit.data import bundled
 from kit.options import REPO_ROOT, load_options
 from kit.pipeline import run_training
 from kit.plots import read_history
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import real_teacher  # noqa: E402  (bench/real_teacher.py, beside this script)
 
 RESULTS = REPO_ROOT / "bench" / "results"
 OUT = REPO_ROOT / "bench" / "out"
@@ -233,12 +237,22 @@ def plot(curves: dict[str, dict[int, list[float]]], path: Path, title: str) -> N
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    parser.add_argument("--setting", choices=[*sorted(SETTINGS), "real"], default="cpu")
     parser.add_argument("--recipes", nargs="*", help=f"subset of: {', '.join(RECIPES)}")
     parser.add_argument("--seeds", nargs="*", type=int, help="override the setting's seeds")
     parser.add_argument("--results", default=str(RESULTS), help="folder for the table, JSON and plot")
     parser.add_argument("--shipped", action="store_true", help="compare every shipped distill file with its twin")
+    real = parser.add_argument_group("--setting real (a pretrained teacher; bench/real_teacher.py)")
+    real.add_argument("--teacher", default=str(real_teacher.DEFAULT_TEACHER), help="teacher checkpoint (AutoTeacher)")
+    real.add_argument("--set5", default=str(real_teacher.DEFAULT_SET5), help="Set5 folder (HR, LR_bicubic/X4)")
+    real.add_argument("--students", nargs="*", help=f"subset of: {', '.join(real_teacher.STUDENTS)}")
+    real.add_argument("--steps", nargs="*", type=int, help=f"budgets (default {real_teacher.BUDGETS})")
+    real.add_argument("--lr", type=float, default=real_teacher.LR, help="Adam learning rate of these runs")
+    real.add_argument("--shard", help="i/n: run every n-th run of the grid from the i-th (parallel processes)")
+    real.add_argument("--report", action="store_true", help="only rebuild the tables from the stored runs")
     args = parser.parse_args(argv)
+    if args.setting == "real":
+        return real_teacher.main(args)
     if args.shipped:
         bundled.build()
         return {"table": shipped(args.seeds if args.seeds is not None else [0, 1], Path(args.results))}
@@ -308,8 +322,13 @@ def shipped(seeds: list[int], results: Path) -> str:
     ]
     records = []
     for distill in sorted((REPO_ROOT / "options").glob("distill*.yml")):
-        twin = distill.with_name("student" + distill.stem[len("distill") :] + ".yml")
+        stem = "" if distill.stem == "distill_pretrained" else distill.stem[len("distill") :]  # same student
+        twin = distill.with_name(f"student{stem}.yml")
         opt = load_options(distill)
+        teacher = REPO_ROOT / str((opt.get("path") or {}).get("pretrain_network_t") or "")
+        if (opt.get("network_t") or {}).get("type") == "AutoTeacher" and not teacher.is_file():
+            print(f"[shipped] {distill.name} skipped: its downloaded teacher '{teacher}' is not there", flush=True)
+            continue
         psnr_spec = opt["val"]["metrics"]["psnr"]
         metric = f"PSNR-{'Y' if psnr_spec.get('test_y_channel') else 'RGB'}, border {psnr_spec['crop_border']}"
         scores: dict[str, list[float]] = {"scratch": [], "distill": []}

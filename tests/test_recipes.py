@@ -136,3 +136,96 @@ def test_balance_scale_is_the_same_on_every_ddp_rank(tmp_path) -> None:
     scales = [float((tmp_path / f"scale.{r}").read_text()) for r in range(2)]
     # mean pixel loss 0.075, mean pair loss 2.5: 0.1 * 0.075 / 2.5 on both ranks (not 0.005 and 0.0025)
     assert scales == [pytest.approx(0.003, rel=1e-6)] * 2
+
+
+# ------------------------------------------------------------------ teacher pool (kit.distill.pool)
+def _up(t: torch.Tensor) -> torch.Tensor:
+    """A stand-in teacher: nearest x4 upscaling, halved (so a label is recognisably not the input)."""
+    return t.repeat_interleave(4, -1).repeat_interleave(4, -2) * 0.5
+
+
+def _write_png(path, h: int, w: int, seed: int):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    return path
+
+
+def test_pool_inputs_are_the_sources_and_the_labels_are_the_teachers(tmp_path) -> None:
+    from kit.distill.pool import TeacherPool
+
+    gt = [str(_write_png(tmp_path / "gt/a.png", 40, 48, 0))]
+    lq = [str(_write_png(tmp_path / "lq/a.png", 10, 12, 1))]
+    extra = _write_png(tmp_path / "extra/b.png", 20, 16, 2).parent
+    pool = TeacherPool({"sources": ["hr", "zoom_out"], "folders": [str(extra)], "flips": False}, scale=4)
+    names = [n for n, _ in pool.pool_inputs(gt, lq)]
+    assert names == ["hr/a", "zoom_out/a", "folder0/b"]
+    shapes = [tuple(x.shape) for _, x in pool.pool_inputs(gt, lq)]
+    assert shapes == [(1, 3, 40, 48), (1, 3, 2, 3), (1, 3, 20, 16)]  # the LR zoomed out by the scale
+    calls = []
+    pool.prepare(lambda x: calls.append(x) or _up(x), gt, lq, key="k", root=tmp_path, min_side=8)
+    assert len(calls) == 2  # the 2x3 zoom-out is smaller than the 8-px crop: left out
+    torch.manual_seed(0)
+    x, y = pool.sample(5, 8, "cpu")
+    assert x.shape == (5, 3, 8, 8) and y.shape == (5, 3, 32, 32)
+    torch.testing.assert_close(y, _up(x).clamp(0, 1), atol=1e-3, rtol=0)  # labels are the teacher's (float16)
+    sources = [(c[0] * 255).round() / 255 for c in calls]
+    for crop in x:  # every input is a crop of a pool image, not of the training batch
+        assert any(
+            torch.equal(crop, s[:, i : i + 8, j : j + 8])
+            for s in sources
+            for i in range(s.shape[-2] - 7)
+            for j in range(s.shape[-1] - 7)
+        )
+
+
+def test_pool_labels_are_stored_once_and_flips_move_input_and_label_together(tmp_path) -> None:
+    from kit.distill.pool import TeacherPool
+
+    gt = [str(_write_png(tmp_path / "gt/a.png", 24, 24, 3))]
+    opt = {"sources": ["hr"], "cache_root": str(tmp_path / "cache")}
+    first = TeacherPool(opt, scale=4)
+    first.prepare(_up, gt, [], key="k", root=tmp_path, min_side=8)
+    again = TeacherPool(opt, scale=4)
+    again.prepare(lambda x: pytest.fail("the stored labels must be reused"), gt, [], key="k", root=tmp_path, min_side=8)
+    torch.testing.assert_close(again.labels[0], first.labels[0])
+    other = TeacherPool(opt, scale=4)
+    calls = []
+    other.prepare(lambda x: calls.append(1) or _up(x), gt, [], key="another teacher", root=tmp_path, min_side=8)
+    assert calls, "another teacher key must not read these labels"
+    torch.manual_seed(1)
+    x, y = first.sample(16, 8, "cpu")  # flips on by default: still label == teacher(input) for each crop
+    torch.testing.assert_close(y, _up(x).clamp(0, 1), atol=1e-3, rtol=0)
+    with pytest.raises(OptionsKeyError, match="sources"):
+        TeacherPool({"sources": ["lr_crop"]}, scale=4)
+    with pytest.raises(OptionsKeyError, match="not a folder"):
+        TeacherPool({"folders": [str(tmp_path / "nope")]}, scale=4).pool_inputs([], [])
+
+
+def test_pool_in_the_model_adds_a_teacher_labelled_batch(bundled_root, tmp_path) -> None:
+    net, ckpt = tiny_teacher_checkpoint(tmp_path / "t.pth")
+    opt = distill_options(bundled_root, "m", net, ckpt)
+    opt["train"]["recipes"] = {"pool": {"sources": ["zoom_out"], "weight": 2.0, "cache_root": None}}
+    model = build(opt, tmp_path)
+    pool = model.recipes.pool
+    assert len(pool.inputs) == 13  # one zoom-out per bundled training photo
+    x0, y0 = pool.inputs[0].float()[None] / 255, pool.labels[0].float()[None]
+    torch.testing.assert_close(y0, model.teacher_images(x0)["teacher"].clamp(0, 1), atol=2e-3, rtol=0)
+    seen = []
+    sample = pool.sample
+    pool.sample = lambda *a: seen.append(sample(*a)) or seen[-1]
+    losses = []
+    loss = pool.loss
+    pool.loss = lambda o, t: losses.append((o.detach().clone(), t.clone())) or loss(o, t)
+    lq = torch.rand(2, 3, 8, 8)
+    model.feed_data({"lq": lq, "gt": torch.rand(2, 3, 32, 32)})
+    model.optimize_parameters(1)
+    x, y = seen[0]
+    assert x.shape == lq.shape and not torch.equal(x, lq)  # the extra batch is not the training batch
+    out, target = losses[0]
+    assert torch.equal(target, y) and out.shape == y.shape  # the pool term's target is the teacher's label
+    assert {"l_pix", "l_out", "l_mid", "l_pool"} <= set(model.log_dict)
+    assert model.log_dict["l_pool"] == pytest.approx(2.0 * float((out - target).abs().mean()), rel=1e-5)

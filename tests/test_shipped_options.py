@@ -16,6 +16,23 @@ from kit.options import load_options
 from tests.helpers import REPO, build
 
 SHIPPED = sorted((REPO / "options").glob("*.yml"))
+TWINS = {"distill_pretrained": "student"}  # a downloaded teacher, the same student as the main job
+
+
+def twin_of(stem: str) -> str:
+    """The scratch baseline of a distillation file: ``student<suffix>``, or the listed exception."""
+    return TWINS.get(stem, "student" + stem[len("distill") :])
+
+
+def random_span_checkpoint(path):
+    """A random SPAN x4 (48 channels, the official layout) as .safetensors: what AutoTeacher detects."""
+    from safetensors.torch import save_file
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    net = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48, upscale=4)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
 
 
 def test_the_shipped_set() -> None:
@@ -23,7 +40,7 @@ def test_the_shipped_set() -> None:
     assert {"distill", "student", "teacher"} <= names
     for stem in names:  # every distillation file has its scratch baseline (same student)
         if stem.startswith("distill") and train_provides_gt(load_options(REPO / f"options/{stem}.yml")):
-            twin = "student" + stem[len("distill") :]
+            twin = twin_of(stem)
             assert twin in names, f"{stem}.yml has no scratch baseline {twin}.yml"
             d, s = load_options(REPO / f"options/{stem}.yml"), load_options(REPO / f"options/{twin}.yml")
             assert d["network_g"] == s["network_g"] and d["train"]["total_iter"] == s["train"]["total_iter"]
@@ -38,8 +55,19 @@ def test_builds_and_steps(path, tmp_path, amp) -> None:
         opt["train"].update(amp=amp, channels_last=True)
     opt["path"].pop("teacher_recipe", None)
     opt["path"].pop("pretrain_network_t", None)  # a random teacher of the declared architecture
-    if opt.get("network_t", {}).get("type") == "AutoTeacher":  # detected from a checkpoint: a tiny RRDBNet one
+    if path.stem == "distill_pretrained":  # AutoTeacher with a pair on SPAN's conv_cat: a random SPAN
+        opt["path"]["pretrain_network_t"] = str(random_span_checkpoint(tmp_path / "span.safetensors"))
+    elif opt.get("network_t", {}).get("type") == "AutoTeacher":  # detected from a checkpoint: a tiny RRDBNet one
         opt["path"]["pretrain_network_t"] = str(_tiny_rrdbnet(tmp_path / "rrdbnet.pth", int(opt["scale"])))
+    opt["train"].pop("teacher_cache", None)  # the cache's own tests cover it; this checks the wiring
+    pool = (opt["train"].get("recipes") or {}).get("pool")
+    if pool is not None:  # the teacher labels one small image here, in memory
+        import cv2
+        import numpy as np
+
+        (tmp_path / "pool").mkdir()
+        cv2.imwrite(str(tmp_path / "pool/a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
+        pool.update(sources=[], folders=[str(tmp_path / "pool")], cache_root=None)
     opt["num_gpu"] = 0
     opt["datasets"]["train"]["gt_size"] = 32
     if "lq_size" in opt["datasets"]["train"]:

@@ -22,6 +22,8 @@ feature pairs:
         balance:   # keep each feature pair below a fraction of the pixel loss (see PairBalance)
           ratio: 0.1
           warmup_iter: 100
+        pool:      # inputs without a GT labelled once by the teacher, an extra batch every step (kit.distill.pool)
+          sources: [hr, zoom_out]
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ class Recipes:
 
     def __init__(self, opt: dict | None, scale: int, total_iter: int = 1) -> None:
         opt = dict(opt or {})
-        _check_keys(opt, ("mix", "upcycle", "balance"), "train:recipes")
+        _check_keys(opt, ("mix", "upcycle", "balance", "pool"), "train:recipes")
         self.mix = None
         if opt.get("mix") is not None:
             mix = dict(opt["mix"])
@@ -169,6 +171,11 @@ class Recipes:
             mix.setdefault("end_iter", total_iter)
             self.mix = TargetMix(**mix)
         self.upcycle = Upcycle(dict(opt["upcycle"]), scale) if opt.get("upcycle") is not None else None
+        self.pool = None
+        if opt.get("pool") is not None:
+            from kit.distill.pool import TeacherPool
+
+            self.pool = TeacherPool(dict(opt["pool"]), scale)
         self.balance = None
         if opt.get("balance") is not None:
             _check_keys(dict(opt["balance"]), ("ratio", "warmup_iter"), "train:recipes:balance")

@@ -74,6 +74,8 @@ class DistillModel(KitSRModel):
         }
         scale, total_iter = int(self.opt.get("scale", 1)), int(train_opt.get("total_iter", 1))
         self.recipes = Recipes(train_opt.get("recipes"), scale, total_iter)
+        if self.recipes.pool is not None:  # labelled before the recorders attach: no features recorded
+            self.prepare_pool()
         if use_cache:
             upcycle = " (upcycling still runs them on its extra inputs)" if self.recipes.upcycle else ""
             logger.info(f"Teacher cache: the training batches carry the teachers' images; no teacher forward{upcycle}")
@@ -107,6 +109,12 @@ class DistillModel(KitSRModel):
                 if specs:
                     rec = FeatureRecorder(teacher, specs, source, role=f"teacher '{tname}'").attach()
                     self.teacher_recs[(tname, source)] = rec
+
+    def prepare_pool(self) -> None:
+        """The teacher labels the inputs of ``train.recipes.pool`` once (tiled), or its stored labels are read."""
+        from kit.distill.pool_setup import prepare_pool
+
+        prepare_pool(self, self.recipes.pool)
 
     def trainable_parameter_groups(self) -> list[dict]:
         groups = super().trainable_parameter_groups()
@@ -256,6 +264,15 @@ class DistillModel(KitSRModel):
                 up_out = self.net_g(up_lq).float()
             loss_dict["l_upcycle"] = upcycle.loss_weight * upcycle.loss(up_out, up_target)
             l_total = l_total + loss_dict["l_upcycle"]
+
+        # 7. Teacher pool: crops of inputs without a GT, labelled once by the teacher (kit.distill.pool).
+        pool = self.recipes.pool
+        if pool is not None and pool.due(current_iter):
+            pool_lq, pool_target = pool.sample(self.lq.shape[0], self.lq.shape[-1], self.device)
+            with self.autocast():
+                pool_out = self.net_g(pool_lq).float()
+            loss_dict["l_pool"] = pool.weight * pool.loss(pool_out, pool_target)
+            l_total = l_total + loss_dict["l_pool"]
         return l_total, loss_dict
 
     # --------------------------------------------------------- state / resume
