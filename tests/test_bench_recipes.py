@@ -55,3 +55,45 @@ def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
         model.feed_data({"lq": gt[..., ::4, ::4].contiguous(), "gt": gt})
         model.optimize_parameters(1)
         assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values()), recipe
+
+
+@pytest.mark.slow
+def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
+    """The real-teacher setting's options wire for every recipe and student (a random SPAN stands in)."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from tests.helpers import build
+    from tests.test_shipped_options import random_span_checkpoint
+
+    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    real = bench.real_teacher
+    with pytest.raises(SystemExit, match="does not exist; pass --teacher"):
+        real.check_teacher(tmp_path / "missing.safetensors")
+    ckpt = random_span_checkpoint(tmp_path / "span.safetensors")
+    (tmp_path / "pool").mkdir()
+    cv2.imwrite(str(tmp_path / "pool/a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
+    for student in real.STUDENTS:
+        for recipe, (_, _, _, cached) in real.RECIPES.items():
+            opt = real.run_options(student, 600, recipe, 0, ckpt)
+            assert opt["train"]["total_iter"] == 600
+            assert opt["network_g"]["num_feat"] == real.STUDENTS[student]["num_feat"]
+            assert bool(opt["train"].get("teacher_cache")) == cached, recipe
+            if recipe.startswith("scratch"):
+                assert opt["model_type"] == "KitSRModel" and "network_t" not in opt
+                continue
+            assert opt["network_t"] == {"type": "AutoTeacher"} and opt["path"]["pretrain_network_t"] == str(ckpt)
+            opt["train"].pop("teacher_cache", None)  # the cache has its own tests
+            pool = opt["train"]["recipes"].get("pool")
+            if pool is not None:
+                pool.update(sources=[], folders=[str(tmp_path / "pool")], cache_root=None)
+            opt["num_gpu"] = 0
+            opt["datasets"]["train"]["gt_size"] = 32
+            model = build(opt, tmp_path)  # the dry forward checks every pair's shapes (conv_cat, block_3)
+            gt = torch.rand(1, 3, 32, 32)
+            model.feed_data({"lq": gt[..., ::4, ::4].contiguous(), "gt": gt})
+            model.optimize_parameters(1)
+            assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values()), (student, recipe)
