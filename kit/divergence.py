@@ -17,6 +17,7 @@ from collections import deque
 START_ITERS = 10  # the loss's start: the smallest of the first iterations (one exploding step is no start)
 WINDOW = 10  # the loss now: the mean of the last iterations
 FACTOR = 10.0  # "far past its start"
+FAR_BELOW_DB = 10.0  # a validation this far below the baseline is a broken run even at its first validation
 
 
 class DivergenceError(RuntimeError):
@@ -36,6 +37,7 @@ class DivergenceWatch:
         self.recent: deque[float] = deque(maxlen=WINDOW)
         self.warnings: list[str] = []
         self._loss_warned = False
+        self.previous: dict[str, float] = {}  # the last validation value per (dataset, metric)
 
     def loss(self, it: int, value: float) -> str | None:
         """One step's total loss; returns a warning the first time the loss has grown far past its start."""
@@ -54,11 +56,20 @@ class DivergenceWatch:
         )
 
     def validation(self, it: int, dataset: str, metric: str, value: float, baseline: float, what: str) -> str | None:
-        """A validation PSNR; returns a warning when it is below the baseline (``what``: bicubic or input)."""
-        if value >= baseline:
+        """A validation PSNR; returns a warning when it falls below the baseline (``what``: bicubic or input).
+
+        A young student may start below bicubic and climb: that is not flagged. Flagged: below the baseline and
+        lower than the previous validation (falling), or more than ``FAR_BELOW_DB`` below it.
+        """
+        key = f"{dataset}:{metric}"
+        previous = self.previous.get(key)
+        self.previous[key] = value
+        falling = previous is not None and value < previous
+        if value >= baseline or not (falling or value < baseline - FAR_BELOW_DB):
             return None
+        trend = f", down from {previous:.3f} dB" if falling else ""
         return self._flag(
-            f"validation {metric} on {dataset} at iter {it} is {value:.3f} dB, below the {what} baseline "
+            f"validation {metric} on {dataset} at iter {it} is {value:.3f} dB{trend}, below the {what} baseline "
             f"{baseline:.3f} dB: the student is worse than not running it"
         )
 
@@ -69,9 +80,15 @@ class DivergenceWatch:
         return message
 
     def state_dict(self) -> dict:
-        return {"start": list(self.start), "recent": list(self.recent), "warned": self._loss_warned}
+        return {
+            "start": list(self.start),
+            "recent": list(self.recent),
+            "warned": self._loss_warned,
+            "previous": dict(self.previous),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.start = list(state.get("start", []))
         self.recent.extend(state.get("recent", []))
         self._loss_warned = bool(state.get("warned", False))
+        self.previous.update(state.get("previous", {}))

@@ -87,6 +87,7 @@ class Run:
     validated_at: int | None = None
     started: float = 0.0  # time.time() when the loop began
     loader_rng: Any = None  # torch's RNG state when this epoch's data iterator was made (it draws the base seed)
+    loader_seed: int | None = None  # that iterator's base seed (worker i seeds torch with base seed + i)
     watch: DivergenceWatch | None = None
     notes: list[str] = field(default_factory=list)  # repeated in the final line (no resume state, divergence)
 
@@ -333,8 +334,15 @@ def train_loop(run: Run) -> None:
                 torch.set_rng_state(resumed["loader_rng"])
             run.loader_rng = torch.get_rng_state()
             prefetcher.reset()
+            run.loader_seed = getattr(getattr(prefetcher, "loader", None), "_base_seed", None)  # workers: + their id
             if resumed is not None:  # then every stream continues where the saved run stood
                 rng.restore(resumed["rng"])
+                if resumed.get("loader_seed") not in (None, run.loader_seed):
+                    warn(
+                        run,
+                        f"the data loader's base seed is {run.loader_seed}, the saved run's "
+                        f"{resumed['loader_seed']}: this resume is not exact",
+                    )
                 resumed = None
             tic = time.time()
             batch = prefetcher.next()
@@ -375,7 +383,12 @@ def train_loop(run: Run) -> None:
 
 def saved_run_state(run: Run) -> dict:
     """What the loop adds to a resume state: every random stream now, and at this epoch's iterator, the watch."""
-    return {"rng": rng.capture(), "loader_rng": run.loader_rng, "divergence": run.watch.state_dict()}
+    return {
+        "rng": rng.capture(),
+        "loader_rng": run.loader_rng,
+        "loader_seed": run.loader_seed,
+        "divergence": run.watch.state_dict(),
+    }
 
 
 def interrupted(run: Run, stop: GracefulStop, save: bool) -> TrainingInterrupted:
