@@ -329,21 +329,8 @@ def train_loop(run: Run) -> None:
 
     with GracefulStop(enabled=not opt["dist"]) as stop:
         while run.current_iter < total_iters:
-            run.sampler.set_epoch(run.epoch)
-            if resumed is not None:  # the epoch's iterator draws the base seed it drew in the interrupted run
-                torch.set_rng_state(resumed["loader_rng"])
-            run.loader_rng = torch.get_rng_state()
-            prefetcher.reset()
-            run.loader_seed = getattr(getattr(prefetcher, "loader", None), "_base_seed", None)  # workers: + their id
-            if resumed is not None:  # then every stream continues where the saved run stood
-                rng.restore(resumed["rng"])
-                if resumed.get("loader_seed") not in (None, run.loader_seed):
-                    warn(
-                        run,
-                        f"the data loader's base seed is {run.loader_seed}, the saved run's "
-                        f"{resumed['loader_seed']}: this resume is not exact",
-                    )
-                resumed = None
+            start_epoch(run, prefetcher, resumed)
+            resumed = None
             tic = time.time()
             batch = prefetcher.next()
             while batch is not None and run.current_iter < total_iters:
@@ -379,6 +366,30 @@ def train_loop(run: Run) -> None:
             if batch is None:  # the epoch ran out: next epoch from its start
                 run.epoch += 1
                 run.epoch_iter = 0
+
+
+def start_epoch(run: Run, prefetcher: Any, resumed: dict | None) -> None:
+    """The epoch's data iterator; in a resumed run's first epoch, with the interrupted run's random streams.
+
+    Making the iterator draws its base seed from torch's stream (the workers' seeds are base seed + id), so
+    it is made from the state torch was in when the interrupted run made it; then every stream (Python's
+    ``random`` for BasicSR's crops and flips, NumPy, torch) is set to where the saved run stood.
+    """
+    run.sampler.set_epoch(run.epoch)
+    if resumed is not None:
+        torch.set_rng_state(resumed["loader_rng"])
+    run.loader_rng = torch.get_rng_state()
+    prefetcher.reset()
+    run.loader_seed = getattr(getattr(prefetcher, "loader", None), "_base_seed", None)
+    if resumed is None:
+        return
+    rng.restore(resumed["rng"])
+    if resumed.get("loader_seed") not in (None, run.loader_seed):
+        warn(
+            run,
+            f"the data loader's base seed is {run.loader_seed}, the saved run's {resumed['loader_seed']}: "
+            "this resume is not exact",
+        )
 
 
 def saved_run_state(run: Run) -> dict:

@@ -291,5 +291,5 @@ def test_full_disk_is_one_line_and_leaves_no_partial_file(world: World, exp_name
     exp = REPO / "experiments" / exp_name
     assert str(exp) in last  # the traceback is in the experiment's log
     log = next(exp.glob("train_*.log")).read_text()
-    assert "Traceback" in log and "file write failed" in log
+    assert "Traceback" in log and "inline_container" in log, log[-3000:]  # torch's own words, kept in the log
     assert not list(exp.rglob("*.tmp")) and not (exp / "models/net_g_2.pth").exists()
