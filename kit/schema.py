@@ -34,6 +34,7 @@ DATASET = {
     "filename_tmpl": ANY,
     "io_backend": FREE,
     "gt_size": INT,
+    "lq_size": INT,
     "use_hflip": BOOL,
     "use_rot": BOOL,
     "use_shuffle": BOOL,
