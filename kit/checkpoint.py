@@ -8,8 +8,10 @@ then ``os.replace``, so a run killed mid-write never leaves a half-written file 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +47,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             return dict(load_file(str(path), device="cpu"))
         except Exception as err:  # safetensors raises its own error types
             raise CheckpointError(f"'{path}' is not a readable safetensors file: {err}") from err
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(
+            f"'{path}' is not a checkpoint: it is neither a torch zip archive nor a pickle (nor .safetensors); "
+            "point the options at the .pth the training wrote (models/net_g_<iter>.pth)"
+        )
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:
@@ -61,18 +68,45 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return dict(obj)
 
 
-def extract_state_dict(ckpt: Mapping[str, Any], param_key: str | None = "params_ema") -> dict[str, torch.Tensor]:
+def _looks_like_torch_file(path: Path) -> bool:
+    """A torch zip archive (``PK``) or a legacy torch pickle (protocol 2+ starts with ``0x80``)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK") or head[:1] == b"\x80"
+
+
+def extract_state_dict(
+    ckpt: Mapping[str, Any], param_key: str | None = "params_ema", explicit: bool = False
+) -> dict[str, torch.Tensor]:
     """Pick the network's weights out of a checkpoint in BasicSR or common public layouts.
 
     Order: ``param_key`` (``params_ema`` by default), then ``params``, ``params_ema``, ``state_dict``,
     ``model``, ``net_g``; else the mapping itself when it holds tensors. A leading ``module.`` is removed.
+    ``explicit``: the user named ``param_key`` (e.g. ``path.param_key_t``), so its absence is an error
+    listing the keys, never a silent fallback to another one. :func:`chosen_key` says which key was read.
     """
+    return _extract(ckpt, param_key, explicit)[0]
+
+
+def chosen_key(ckpt: Mapping[str, Any], param_key: str | None = "params_ema") -> str:
+    """The key :func:`extract_state_dict` reads for ``param_key`` (``'(bare state dict)'`` when none)."""
+    return _extract(ckpt, param_key, False)[1]
+
+
+def _extract(ckpt: Mapping[str, Any], param_key: str | None, explicit: bool) -> tuple[dict[str, torch.Tensor], str]:
+    if explicit and param_key and not isinstance(ckpt.get(param_key), Mapping):
+        held = [k for k, v in ckpt.items() if isinstance(v, Mapping)]
+        raise CheckpointError(
+            f"the checkpoint has no '{param_key}' (the param_key the options name); it holds: "
+            f"{', '.join(map(str, held)) or 'no nested weights (a bare state dict: leave param_key unset)'}"
+        )
     keys = [param_key] if param_key else []
     keys += ["params", "params_ema", "state_dict", "model", "net_g"]
     state: Any = ckpt
+    used = "(bare state dict)"
     for key in keys:
         if key in ckpt and isinstance(ckpt[key], Mapping):
-            state = ckpt[key]
+            state, used = ckpt[key], key
             break
     out = {}
     for k, v in state.items():
@@ -81,7 +115,7 @@ def extract_state_dict(ckpt: Mapping[str, Any], param_key: str | None = "params_
         out[k[7:] if k.startswith("module.") else k] = v
     if not out:
         raise CheckpointError(f"no tensors found in the checkpoint (top-level keys: {sorted(ckpt)[:8]})")
-    return out
+    return out, used
 
 
 def describe_mismatch(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor], examples: int = 3) -> str:
@@ -143,10 +177,31 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
             save_file({k: v.contiguous() for k, v in obj.items()}, tmp)
         else:
             torch.save(obj, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a checkpoint is as readable as any file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, (OSError, RuntimeError)) and _write_failed(err):
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise CheckpointError(
+                f"could not write '{path}': the disk is full or the write failed ({free:.0f} MiB free on its file "
+                "system); free some space (old experiments, *_archived_* folders) and resume with --auto_resume"
+            ) from err
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_failed(err: BaseException) -> bool:
+    """An out-of-space error, as the OS says it or as torch's zip writer says it (``file write failed``)."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    msg = str(err)
+    return "file write failed" in msg or "inline_container" in msg or "No space left" in msg
 
 
 def sha256_file(path: str | os.PathLike) -> str:

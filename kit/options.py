@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from kit.schema import check_options
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,7 +44,24 @@ def check_name(value: Any, where: str) -> str:
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``2e-4``/``1E5`` as floats (YAML 1.1 needs a dot)."""
+    """SafeLoader that also reads ``2e-4``/``1E5`` as floats (YAML 1.1 needs a dot) and refuses duplicate keys.
+
+    PyYAML keeps the last of two equal keys in a mapping without a word; an options file that sets
+    ``total_iter`` twice is a mistake to show, not to resolve silently.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise OptionsError(
+                    f"{self.name}: key '{key}' appears twice in the same mapping (lines {seen[key]} and {line}); "
+                    "keep one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _SafeLoader.add_implicit_resolver(
@@ -61,8 +80,10 @@ _SafeLoader.add_implicit_resolver(
 
 def parse_yaml(text: str, source: str = "<string>") -> Any:
     """Parse YAML text safely; a ``!!python/...`` (or any unknown) tag is refused, nothing runs."""
+    loader = _SafeLoader(text)
+    loader.name = source
     try:
-        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506  (_SafeLoader subclasses SafeLoader)
+        return loader.get_single_data()
     except yaml.constructor.ConstructorError as err:
         raise OptionsError(
             f"{source}: refused a YAML tag that would build Python objects ({err.problem}); options files may "
@@ -70,6 +91,8 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
         ) from err
     except yaml.YAMLError as err:
         raise OptionsError(f"{source}: not valid YAML: {err}") from err
+    finally:
+        loader.dispose()
 
 
 def load_options(path: str | os.PathLike) -> dict[str, Any]:
@@ -163,8 +186,10 @@ def parse_train_options(
     """Parse ``train.py``'s command line into a finalized options dict (no distributed setup here)."""
     args = build_arg_parser().parse_args(argv)
     opt = load_options(args.opt)
+    check_options(opt, str(args.opt))
     for entry in args.force_yml or []:
         apply_override(opt, entry)
+        check_options(opt, f"--force_yml {entry}")
     opt["auto_resume"] = args.auto_resume
     if args.debug and not opt["name"].startswith("debug"):
         opt["name"] = "debug_" + opt["name"]

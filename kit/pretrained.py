@@ -40,7 +40,13 @@ def found_key(ckpt: Mapping[str, Any], param_key: str | None) -> str:
     return "(bare state dict)"
 
 
-def load_weights(net: nn.Module, path: str | os.PathLike, param_key: str | None = "params", strict: bool = True) -> str:
+def load_weights(
+    net: nn.Module,
+    path: str | os.PathLike,
+    param_key: str | None = "params",
+    strict: bool = True,
+    explicit: bool = False,
+) -> str:
     """Load a checkpoint's weights into ``net`` (safely; strictly unless ``strict=False``).
 
     Args:
@@ -48,6 +54,7 @@ def load_weights(net: nn.Module, path: str | os.PathLike, param_key: str | None 
         path: ``.pth``/``.pt``/``.ckpt`` or ``.safetensors``.
         param_key: The preferred entry (``params``, ``params_ema``); falls back as described in the module doc.
         strict: Refuse missing or unexpected keys (shapes are always checked).
+        explicit: The options name ``param_key``: it must be in the file (no fallback; the error lists the keys).
 
     Returns:
         The entry that was loaded (``params``, ``params_ema``, ``(bare state dict)``, ...).
@@ -58,7 +65,8 @@ def load_weights(net: nn.Module, path: str | os.PathLike, param_key: str | None 
     """
     ckpt = load_checkpoint(path)
     key = found_key(ckpt, param_key)
-    load_into(net, extract_state_dict(ckpt, param_key), f"checkpoint '{path}' [{key}]", strict=strict)
+    state = extract_state_dict(ckpt, param_key, explicit=explicit)
+    load_into(net, state, f"checkpoint '{path}' [{key}]", strict=strict)
     return key
 
 

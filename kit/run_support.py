@@ -15,10 +15,32 @@ LOGGER_NAME = "basicsr"
 WAIT_POLL_S = 2.0
 
 
+class StartupBuffer(logging.Handler):
+    """Keeps the log lines of a run's start-up in memory: the log file is written only once nothing failed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def startup_buffer() -> StartupBuffer | None:
+    """The buffer of the current start-up (``None`` once the log file exists)."""
+    return next((h for h in logging.getLogger(LOGGER_NAME).handlers if isinstance(h, StartupBuffer)), None)
+
+
+def log_files() -> list[str]:
+    """The log files the run's logger writes to (the experiment's, once it is open)."""
+    return [h.baseFilename for h in logging.getLogger(LOGGER_NAME).handlers if isinstance(h, logging.FileHandler)]
+
+
 def setup_logger(log_file: str | None, rank: int, console: bool = True) -> logging.Logger:
     """Console + file logging on rank 0 (other ranks: errors only); replaces earlier file handlers.
 
-    ``console=False`` keeps only warnings on the console (the file still gets everything).
+    Without ``log_file`` (start-up) the lines are also kept in memory; with it they are written to the file
+    first. ``console=False`` keeps only warnings on the console (the file still gets everything).
     """
     from basicsr.utils import logger as basicsr_logger
 
@@ -36,10 +58,17 @@ def setup_logger(log_file: str | None, rank: int, console: bool = True) -> loggi
     stream.setLevel(logging.INFO if console else logging.WARNING)
     logger.propagate = False
     logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
+    buffer = startup_buffer()
+    if buffer is not None:
+        logger.removeHandler(buffer)
     if log_file and rank == 0:
         file_handler = logging.FileHandler(log_file, "w")
         file_handler.setFormatter(fmt)
+        for record in buffer.records if buffer is not None else []:
+            file_handler.handle(record)
         logger.addHandler(file_handler)
+    elif not log_file:
+        logger.addHandler(StartupBuffer())
     basicsr_logger.initialized_logger[LOGGER_NAME] = True
     return logger
 

@@ -176,6 +176,12 @@ def load_student(
     ckpt = load_checkpoint(path)
     key = next((k for k in ("params_ema", "params") if isinstance(ckpt.get(k), Mapping)), "(bare state dict)")
     state = extract_state_dict(ckpt, "params_ema")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint '{path}' [{key}] holds NaN/Inf weights ({len(bad)} of {len(state)} tensors, e.g. {bad[0]}): "
+            "the training diverged; export an earlier checkpoint (--checkpoint models/net_g_<iter>.pth)"
+        )
     load_into(net, state, f"checkpoint '{path}' [{key}]")
     return net.eval(), {"path": str(path), "param_key": key}
 

@@ -28,3 +28,13 @@ def exp_name():
     yield name
     for folder in (REPO / "experiments").glob(f"{name}*"):
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def warm(tmp_path_factory: pytest.TempPathFactory):
+    """Runs of train.py/export.py, each in its own process forked from one warm process (tests/warm_runner.py)."""
+    from tests.warm_runner import WarmRunner
+
+    runner = WarmRunner(tmp_path_factory.mktemp("warm"))
+    yield runner
+    runner.close()

@@ -105,6 +105,9 @@ def build(root: str | os.PathLike = DEFAULT_ROOT, force: bool = False) -> Path:
                     out = tmp / split / f"LR_bicubic/X{s}"
                     out.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(out / stem), _bicubic_down(hr, s))
+        mask = os.umask(0)
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)  # mkdtemp makes 0700; the dataset is as readable as any folder
         if root.exists():
             shutil.rmtree(root)
         os.replace(tmp, root)

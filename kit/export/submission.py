@@ -51,6 +51,7 @@ from kit.checkpoint import CheckpointError
 from kit.export.budget import Budget, BudgetError, budget_violations, measure_budget
 from kit.export.counts import ChallengeCounts, challenge_counts
 from kit.export.int8 import CALIBRATION_METHODS, FLOAT_PARTS, Int8Settings
+from kit.export.leftovers import claim, clean_stale
 from kit.export.manifest import OnnxRecord, ValidationRecord, build_manifest, git_state, sha256_file, write_records
 from kit.export.ntire import check_request, class_name, verify_package, write_package
 from kit.export.onnx_export import (
@@ -302,8 +303,10 @@ def _staging(out_dir: Path, name: str) -> Iterator[Path]:
     """
     created_out_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale(out_dir)  # what killed exports left
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out_dir))
     try:
+        claim(tmp)
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 
 import torch
 from basicsr.utils import get_root_logger
@@ -23,10 +24,13 @@ from basicsr.utils.dist_util import get_dist_info
 
 from kit.checkpoint import save_atomic
 from kit.pretrained import load_weights
+from kit.registry import check_arguments
 
 
 class SafeModelIO:
     """Mixin for BasicSR ``BaseModel`` subclasses; see the module docstring."""
+
+    run_state: Callable[[], dict] | None = None  # set by kit.pipeline: more to save in every resume state
 
     def get_optimizer(self, optim_type: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
         """Any ``torch.optim`` optimizer by class name (``Adam``, ``AdamW``, ``SGD``, ...)."""
@@ -35,6 +39,7 @@ class SafeModelIO:
             names = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type) and n[0].isupper()]
             close = difflib.get_close_matches(optim_type, names, n=3)
             raise ValueError(f"optim_g.type '{optim_type}' is not a torch.optim optimizer; closest: {', '.join(close)}")
+        check_arguments(cls, {"params": params, "lr": lr, **kwargs}, "train:optim_g")
         return cls(params, lr, **kwargs)
 
     def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
@@ -51,9 +56,15 @@ class SafeModelIO:
         return net
 
     def load_network(self, net, load_path: str, strict: bool = True, param_key: str | None = "params") -> None:
-        """Safe, summarised loading of a network's weights (``params_ema`` falls back to ``params``)."""
+        """Safe, summarised loading of a network's weights (``params_ema`` falls back to ``params``).
+
+        A ``path.param_key_g`` the options name must be in the checkpoint (no silent fallback); the log says
+        which key was read.
+        """
         net = self.get_bare_model(net)
-        found = load_weights(net, load_path, param_key, strict=strict)
+        named = self.opt["path"].get("param_key_g")
+        explicit = named is not None and param_key == named and net is self.get_bare_model(self.net_g)
+        found = load_weights(net, load_path, param_key, strict=strict, explicit=explicit)
         get_root_logger().info(f"Loaded {type(net).__name__} from {load_path} [{found}; asked for {param_key}].")
 
     def save_network(self, net, net_label: str, current_iter, param_key="params") -> None:
@@ -77,6 +88,8 @@ class SafeModelIO:
         state["optimizers"] = [o.state_dict() for o in self.optimizers]
         state["schedulers"] = [s.state_dict() for s in self.schedulers]
         state.update(self.extra_training_state())
+        if self.run_state is not None:  # the training run's own progress: random streams, divergence watch
+            state.update(self.run_state())
         save_atomic(state, os.path.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
 
     def extra_training_state(self) -> dict:

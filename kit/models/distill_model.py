@@ -32,6 +32,7 @@ from kit.distill.gt_free import check_gt_free, train_provides_gt
 from kit.distill.pairs import ConnectorBank, dry_check, parse_distill
 from kit.distill.recipes import Recipes
 from kit.distill.recorder import FeatureRecorder
+from kit.distill.teacher_cache import cache_enabled
 from kit.metrics import quantize
 from kit.models.sr_model import KitSRModel
 from kit.registry import build_loss
@@ -65,7 +66,7 @@ class DistillModel(KitSRModel):
         self.output_spec, self.pairs = parse_distill(train_opt.get("distill"), list(self.teachers))
         self.cached_teacher_images: dict[str, torch.Tensor] | None = None
         # The training run resolved train.teacher_cache into this dataset option (kit.pipeline).
-        use_cache = bool(self.opt["datasets"].get("train", {}).get("teacher_outputs"))
+        use_cache = bool(self.opt["datasets"].get("train", {}).get("teacher_outputs")) or cache_enabled(self.opt)
         self.cri_out = None
         if self.output_spec is not None:
             self.cri_out = build_loss(self.output_spec.loss, "train:distill:output:loss").to(self.device)

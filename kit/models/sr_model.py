@@ -52,6 +52,7 @@ class KitSRModel(SafeModelIO, SRModel):
         self.channels_last = bool(train_opt.get("channels_last", False))
         self.history_path = Path(opt["path"].get("experiments_root", opt["path"]["log"])) / "history.jsonl"
         self._val_count = 0
+        self.baselines: dict[str, dict[str, float]] = {}  # per val dataset: the metrics of bicubic (or the input)
         super().__init__(opt)
         if self.channels_last:
             self.net_g.to(memory_format=torch.channels_last)
@@ -190,6 +191,10 @@ class KitSRModel(SafeModelIO, SRModel):
         compare_every = int(self.opt["val"].get("compare_every", 0))
         self._val_count += 1
         want_compare = compare_every > 0 and self._val_count % compare_every == 0
+        baseline = None
+        psnr_opt = {k: v for k, v in metrics_opt.items() if "psnr" in str(v.get("type", "")).lower()}
+        if psnr_opt and dataset_name not in self.baselines:  # once per dataset: PSNR of bicubic (kit.divergence)
+            baseline = ValidationMetrics(psnr_opt)
         start = time.time()
         for idx, val_data in enumerate(dataloader):
             name = Path(val_data["lq_path"][0]).stem
@@ -199,6 +204,8 @@ class KitSRModel(SafeModelIO, SRModel):
             gt = self.gt.float() if hasattr(self, "gt") else None
             for suffix, ref in self.reference_images(name, gt).items():
                 by_ref[suffix].update(name, sr, ref)
+            if baseline is not None and gt is not None:
+                baseline.update(name, self.baseline_image(self.lq.float(), gt), gt)
             if save_img:
                 from basicsr.utils import imwrite, tensor2img
 
@@ -210,6 +217,8 @@ class KitSRModel(SafeModelIO, SRModel):
                 if hasattr(self, attr):
                     delattr(self, attr)
         self.metric_results = {f"{m}{suffix}": v for suffix, mt in by_ref.items() for m, v in mt.means().items()}
+        if baseline is not None:
+            self.baselines[dataset_name] = baseline.means()
         self._initialize_best_metric_names(dataset_name, list(by_ref))
         for metric, value in self.metric_results.items():
             self._update_best_metric_result(dataset_name, metric, value, current_iter)
@@ -238,6 +247,13 @@ class KitSRModel(SafeModelIO, SRModel):
             for suffix in suffixes:
                 init = float("-inf") if better == "higher" else float("inf")
                 record.setdefault(f"{metric}{suffix}", {"better": better, "val": init, "iter": -1})
+
+    def baseline_image(self, lq: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        """What a student has to beat: bicubic of ``lq`` to the GT's size (the input itself when the sizes agree)."""
+        if lq.shape[-2:] == gt.shape[-2:]:
+            return lq.clamp(0, 1)
+        up = torch.nn.functional.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False)
+        return up.clamp(0, 1)
 
     def comparison_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         """Extra panels of the comparison picture besides LQ/bicubic/student/GT (DistillModel: the teacher)."""

@@ -27,7 +27,7 @@ import torch
 from basicsr.utils import get_root_logger
 from torch import nn
 
-from kit.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, load_checkpoint
+from kit.checkpoint import CheckpointError, chosen_key, describe_mismatch, extract_state_dict, load_checkpoint
 from kit.registry import OptionsKeyError, build_network, lookup
 from kit.teachers.auto import AUTO_TYPE, check_auto_options, detect_from_state, looks_like
 from kit.teachers.errors import TeacherError
@@ -85,7 +85,7 @@ def load_teacher(
     network_opt: Mapping[str, Any],
     checkpoint: str | os.PathLike | None,
     scale: int | None = None,
-    param_key: str = "params_ema",
+    param_key: str | None = None,
     strict: bool = True,
     channels: int = 3,
 ) -> nn.Module:
@@ -100,7 +100,7 @@ def load_teacher_with_info(
     network_opt: Mapping[str, Any],
     checkpoint: str | os.PathLike | None,
     scale: int | None = None,
-    param_key: str = "params_ema",
+    param_key: str | None = None,
     strict: bool = True,
     channels: int = 3,
 ) -> tuple[nn.Module, TeacherInfo]:
@@ -112,8 +112,9 @@ def load_teacher_with_info(
             weights (for inspection only; logged as a warning); ``AutoTeacher`` always needs one.
         scale: the task's scale. When given, the teacher's scale must equal it and its input and output
             channels must equal ``channels``; otherwise loading fails with both numbers.
-        param_key: key holding the weights in a BasicSR checkpoint; ``params`` and a bare state dict are
-            also accepted (see :func:`kit.checkpoint.extract_state_dict`).
+        param_key: key holding the weights in a BasicSR checkpoint, named by the options: it must be there.
+            ``None``: ``params_ema``, else ``params``, else a bare state dict (see
+            :func:`kit.checkpoint.extract_state_dict`); the log says which key was read.
         strict: every key must match (declared architectures; spandrel always loads strictly).
         channels: image channels expected when ``scale`` is given (3 = RGB).
 
@@ -142,7 +143,7 @@ def load_teacher_with_info(
 
 
 def _detect_teacher(
-    network_opt: Mapping[str, Any], ckpt_path: str | None, param_key: str
+    network_opt: Mapping[str, Any], ckpt_path: str | None, param_key: str | None
 ) -> tuple[nn.Module, TeacherInfo]:
     """``{type: AutoTeacher}``: spandrel reads architecture, scale and channels from the checkpoint."""
     check_auto_options(network_opt)
@@ -151,7 +152,7 @@ def _detect_teacher(
             f"{AUTO_TYPE} reads the architecture from the checkpoint, so it needs one: set "
             "path.pretrain_network_t (or 'checkpoint:' in the teachers entry), or declare the architecture"
         )
-    state = extract_state_dict(load_checkpoint(ckpt_path), param_key)
+    state = _read_weights(ckpt_path, param_key)
     net, detected = detect_from_state(state, f"checkpoint '{ckpt_path}'")
     info = TeacherInfo(
         architecture=type(net).__name__,
@@ -168,14 +169,14 @@ def _detect_teacher(
 
 
 def _declared_teacher(
-    network_opt: Mapping[str, Any], ckpt_path: str | None, param_key: str, strict: bool
+    network_opt: Mapping[str, Any], ckpt_path: str | None, param_key: str | None, strict: bool
 ) -> tuple[nn.Module, TeacherInfo]:
     """A registered architecture built from its options, its weights loaded, scale measured by a probe."""
     net, in_ch = _build_declared(network_opt)
     if ckpt_path is None:
         get_root_logger().warning(f"Teacher {network_opt['type']} has no checkpoint: random weights.")
     else:
-        state = extract_state_dict(load_checkpoint(ckpt_path), param_key)
+        state = _read_weights(ckpt_path, param_key)
         _load_declared(net, state, ckpt_path, str(network_opt["type"]), strict)
     freeze(net)
     measured_scale, out_ch = _probe(net, in_ch, network_opt)
@@ -189,6 +190,15 @@ def _declared_teacher(
         checkpoint=ckpt_path,
     )
     return net, info
+
+
+def _read_weights(ckpt_path: str, param_key: str | None) -> dict[str, torch.Tensor]:
+    """The teacher's weights: the named ``param_key`` (an error listing the keys when absent), else the default
+    order; the log says which key was read (``path:param_key_t=params_foo`` never loads ``params`` silently)."""
+    ckpt = load_checkpoint(ckpt_path)
+    state = extract_state_dict(ckpt, param_key or "params_ema", explicit=param_key is not None)
+    get_root_logger().info(f"Teacher weights: '{ckpt_path}' [{chosen_key(ckpt, param_key or 'params_ema')}]")
+    return state
 
 
 def _num_params(net: nn.Module) -> int:

@@ -183,8 +183,8 @@ def _validate(entries: Any, single: bool = False) -> dict[str, dict[str, Any]]:
             raise TeacherError(f"{label}: 'checkpoint' must be a file path, got {checkpoint!r}")
         weight = entry.get("weight", 1.0)
         _check_weight(weight, f"{label}: weight")
-        param_key = entry.get("param_key", "params_ema")
-        if not isinstance(param_key, str):
+        param_key = entry.get("param_key")  # None: params_ema, else params (named: it must be there)
+        if param_key is not None and not isinstance(param_key, str):
             raise TeacherError(f"{label}: 'param_key' must be a string such as params_ema, got {param_key!r}")
         strict = entry.get("strict", True)
         if not isinstance(strict, bool):

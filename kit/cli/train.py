@@ -1,0 +1,72 @@
+"""``train.py``'s command line: the run of :mod:`kit.pipeline`, and one line on stderr when it fails.
+
+Every error ends the run with exit code 1 and one line ``train.py: error: <what to change>``; the traceback
+goes to the experiment's log file (or, when the run failed before its folder was opened, to a log file in the
+system's temporary folder, named in the line) and to the screen with ``--debug``. SIGINT/SIGTERM during
+training save a resume state and exit with ``128 + signal``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from kit.interrupts import TrainingInterrupted
+from kit.run_support import LOGGER_NAME, log_files, startup_buffer
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the training; returns the exit code (0, 1 on an error, 128 + signal when interrupted)."""
+    from kit.pipeline import run_training
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        run_training(argv)
+    except TrainingInterrupted as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("train.py: interrupted before training began; nothing was saved", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise  # argparse's own usage errors (exit 2)
+    except Exception as err:
+        where = keep_traceback(err)
+        if "--debug" in argv:
+            traceback.print_exception(err, file=sys.stderr)
+        print(f"train.py: error: {one_line(err)} (traceback: {where})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def one_line(err: BaseException) -> str:
+    """The message on one line; the exception's type named when it is a library's own (not an options error)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    own = isinstance(err, (ValueError, OSError, KeyError, RuntimeError)) and type(err).__module__.startswith("kit")
+    plain = type(err) in (ValueError, FileNotFoundError, KeyError, RuntimeError, FloatingPointError)
+    return text if own or plain else f"{type(err).__name__}: {text}"
+
+
+def keep_traceback(err: BaseException) -> str:
+    """Write the traceback into the run's log file; before the experiment exists, into a temporary file."""
+    logger = logging.getLogger(LOGGER_NAME)
+    text = "".join(traceback.format_exception(err))
+    files = log_files()
+    if files:
+        record = logger.makeRecord(LOGGER_NAME, logging.ERROR, __file__, 0, f"train.py failed:\n{text}", None, None)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(record)
+        return files[0]
+    buffer = startup_buffer()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s: %(message)s")
+    lines = [fmt.format(r) for r in buffer.records] if buffer is not None else []
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    fd, path = tempfile.mkstemp(prefix=f"kit-train-{stamp}-", suffix=".log")
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join([*lines, "train.py failed before the experiment folder was opened (nothing written):", text]))
+    return str(Path(path))
