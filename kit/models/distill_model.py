@@ -31,6 +31,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from kit.distill.pairs import ConnectorBank, dry_check, parse_distill
 from kit.distill.recipes import Recipes
 from kit.distill.recorder import FeatureRecorder
+from kit.models.compiling import compile_in_place, eager
 from kit.models.sr_model import KitSRModel
 from kit.registry import build_loss
 from kit.teachers import LoadedTeacher, load_teachers_frozen_rng, weighted_mean_output
@@ -101,6 +102,17 @@ class DistillModel(KitSRModel):
                     rec = FeatureRecorder(teacher, specs, source, role=f"teacher '{tname}'").attach()
                     self.teacher_recs[(tname, source)] = rec
 
+    def compile_networks(self) -> list[str]:
+        """The student, every teacher (its inference, hooks included) and the connectors, when there are any."""
+        names = super().compile_networks()
+        for name, teacher in self.teachers.items():
+            compile_in_place(teacher, self.compile_mode)
+            names.append(f"teacher '{name}'")
+        if len(self.connectors.state_dict()):
+            compile_in_place(self.connectors, self.compile_mode)
+            names.append("connectors")
+        return names
+
     def trainable_parameter_groups(self) -> list[dict]:
         groups = super().trainable_parameter_groups()
         connector_params = list(self.connectors.parameters())
@@ -168,7 +180,7 @@ class DistillModel(KitSRModel):
 
     def comparison_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         """The teacher panel of the validation picture (tiled like the student when ``val.tile`` is set)."""
-        with self.autocast():
+        with self.autocast(), eager():
             images = {name: self.infer(teacher, lq).float() for name, teacher in self.teachers.items()}
         return {"teacher": self.teacher_target(images).clamp(0, 1)}
 
