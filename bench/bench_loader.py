@@ -28,6 +28,7 @@ import kit  # noqa: F401
 import torch
 from basicsr.data import build_dataloader, build_dataset
 
+from kit.data.bundled import ensure_for_options
 from kit.data.loader_options import cpu_count, resolve_loader_options
 from kit.data.sampler import ResumableSampler
 from kit.options import REPO_ROOT, finalize, load_options
@@ -126,7 +127,9 @@ def main() -> None:
     gt_size = args.gt_size or int(opt["datasets"]["train"]["gt_size"])
     batch = args.batch or int(opt["datasets"]["train"]["batch_size_per_gpu"])
     workers_list = args.workers or list(range(0, min(cpu_count(), 4) + 1))
-    train = _train_opt(finalize(copy.deepcopy(opt), is_train=True, root=REPO_ROOT / "bench" / "out"), gt_size, batch)
+    resolved = finalize(copy.deepcopy(opt), is_train=True)  # dataset paths against the repo; nothing is written
+    ensure_for_options(resolved)  # the bundled photos, built on first use
+    train = _train_opt(resolved, gt_size, batch)
     print(
         f"device {args.device}, {cpu_count()} CPUs, {torch.get_num_threads()} torch threads; "
         f"{train['type']} gt_size {gt_size}, batch {batch}; {args.batches} timed batches per row"
@@ -145,12 +148,13 @@ def main() -> None:
         for w, v in rates.items():
             print(f"| {w} | {median[w]:,.0f} ({min(v):,.0f}–{max(v):,.0f}) |")
 
-    needs = [(f"given step rate {r:,.0f} samples/s", r, None) for r in args.step_rate]
+    needs = []
     if not args.no_steps:
         for label, model_type in (("student step", "KitSRModel"), ("distillation step", opt["model_type"])):
             r = step_rate(opt, model_type, gt_size, batch, args.steps, args.device)
-            share = r / median[min(median)] if min(median) == 0 else None
-            needs.insert(0, (f"{label} ({model_type}), measured", r, share))
+            share = r / median[0] if 0 in median else None
+            needs.append((f"{label} ({model_type}), measured", r, share))
+    needs += [(f"given step rate {r:,.0f} samples/s", r, None) for r in args.step_rate]
     print("\n| step | samples/s | loader time ÷ step time, 0 workers | workers needed |\n|---|---:|---:|---:|")
     for label, r, share in needs:
         share_s = f"{share:.3f}" if share is not None else ""

@@ -25,6 +25,7 @@ import kit  # noqa: F401
 import torch
 
 from kit.archs import count_params, deploy_network
+from kit.data.bundled import ensure_for_options
 from kit.images import list_images, read_image
 from kit.options import REPO_ROOT, finalize, load_options
 from kit.registry import build_network
@@ -74,6 +75,7 @@ def main() -> None:
     print("|---|---|---:|---|---:|---:|---:|")
     for file in args.options:
         opt = finalize(load_options(REPO_ROOT / "options" / file), is_train=True)  # nothing is written
+        ensure_for_options(opt)  # the bundled photos, built on first use
         torch.manual_seed(0)
         net = deploy_network(build_network(dict(opt["network_g"]), "network_g")).to(args.device, dtype)
         inputs = [x.to(args.device, dtype) for x in val_inputs(opt, args.images)]
