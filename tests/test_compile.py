@@ -70,6 +70,25 @@ def test_compile_options() -> None:
         compile_options({"compile": True, "compile_mode": "fast"})
 
 
+def test_hooks_of_a_second_network_of_the_same_class_are_traced() -> None:
+    """A network compiled after another of its class (the student after the teacher stage in one process, a
+    teacher of the student's class): its recorder's hooks still run (dynamo would reuse the hook-less graph)."""
+    from kit.distill.recorder import FeatureRecorder
+    from kit.models.compiling import compile_in_place
+
+    x = torch.rand(2, 3, 8, 8)
+    first = compile_in_place(build_network(dict(STUDENT)), "default")
+    first(x)
+    second = build_network(dict(STUDENT))
+    rec = FeatureRecorder(second, {"mid": "body.1"}, role="student").attach()
+    compile_in_place(second, "default")
+    out = second(x)
+    assert rec.calls("mid") == 1 and rec.get("mid").shape == (2, 8, 8, 8)
+    with eager():
+        second(x)
+    assert rec.calls("mid") == 1 and out.shape == (2, 3, 32, 32)
+
+
 def test_compiled_steps_equal_eager_steps(bundled_root: Path, tmp_path: Path) -> None:
     """Three distillation steps (student, teacher, CWD connector, EMA): compiled == eager within LOSS_RTOL;
     the same compiled under a DDP wrapper (gloo, one rank); names stay plain; validation does not recompile."""

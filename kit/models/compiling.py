@@ -58,6 +58,10 @@ def compile_in_place(net: nn.Module, mode: str) -> nn.Module:
     Returns the same object, for chaining.
     """
     inner = bare(net)
+    # Dynamo skips guarding on module hooks by default: a second network of the same class (the student after the
+    # teacher stage, a teacher of the student's class) would then reuse the first one's graph and silently drop
+    # the recorder's forward hooks (measured on torch 2.14). Guard on them.
+    torch._dynamo.config.skip_nnmodule_hook_guards = False
     # The compiled call replaces __call__ only: forward(), state_dict() and the parameters are the eager ones.
     inner.compile(mode=None if mode == "default" else mode)
     return net
