@@ -35,12 +35,14 @@ export PYTHONUNBUFFERED=1
 device=$("$PYTHON" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 
 # KIT_GPU_CHECK_DRY=1 on the CPU: the same steps with fewer iterations (a check of the script, CPU numbers).
+# KIT_GPU_CHECK_ONLY="bench_loader bench_runtime": only the steps named (a rerun of some).
 # KIT_GPU_CHECK_BUDGET: seconds for all steps together (default 570 on a GPU: the device tool's 10-minute command);
 # each step runs at most its own limit and what is left of the budget, and is skipped when nothing is left.
 if [ "$device" = cuda ]; then
-    iters=30 compile_iters=20 loader_batches=200 workers="0 1 2 4 8" budget=${KIT_GPU_CHECK_BUDGET:-570}
-else
-    iters=3 compile_iters=3 loader_batches=20 workers="0 1 2" budget=${KIT_GPU_CHECK_BUDGET:-7200}
+    iters=30 compile_iters=20 loader_batches=200 workers="0 1 2 4 8" budget=${KIT_GPU_CHECK_BUDGET:-570} cache="" slow=1
+else  # the dry run reuses this machine's inductor cache (a fresh one costs minutes of gcc per network here)
+    iters=3 compile_iters=3 loader_batches=20 workers="0 1 2" budget=${KIT_GPU_CHECK_BUDGET:-7200} cache=--warm-cache \
+        slow=${KIT_GPU_CHECK_SLOW:-20}  # the CPU is ~20x slower: each step's limit times this
 fi
 deadline=$((SECONDS + budget))
 summary="$out/summary.md"
@@ -57,8 +59,11 @@ skip() {  # skip NAME WHY
 }
 status=0
 step() {  # step NAME LIMIT_S COMMAND...: run (at most LIMIT_S), keep its output in $out/NAME.txt, go on after a failure
-    local name=$1 limit=$2
+    local name=$1 limit=$(($2 * slow))
     shift 2
+    if [ -n "${KIT_GPU_CHECK_ONLY:-}" ] && [[ " $KIT_GPU_CHECK_ONLY " != *" $name "* ]]; then
+        skip "$name" "not in KIT_GPU_CHECK_ONLY"; return
+    fi
     local left=$((deadline - SECONDS))
     if [ "$left" -lt 10 ]; then skip "$name" "no time left of the ${budget} s budget"; status=1; return; fi
     [ "$limit" -le "$left" ] || limit=$left
@@ -79,8 +84,8 @@ step bench_metrics 45 "$PYTHON" bench/bench_metrics.py --repeat 5
 # 3. A distillation step vs student step + teacher inference (fp32, bf16); compiled vs eager (fp32, bf16).
 step bench_distill_step 30 "$PYTHON" bench/bench_distill_step.py --device "$device" --iters "$iters"
 step bench_distill_step_bf16 30 "$PYTHON" bench/bench_distill_step.py --device "$device" --iters "$iters" --amp bf16
-step bench_compile 90 "$PYTHON" bench/bench_compile.py --device "$device" --iters "$compile_iters" --repeat 3
-step bench_compile_bf16 75 "$PYTHON" bench/bench_compile.py --device "$device" --iters "$compile_iters" --repeat 3 --amp bf16
+step bench_compile 90 "$PYTHON" bench/bench_compile.py --device "$device" --iters "$compile_iters" --repeat 3 $cache
+step bench_compile_bf16 75 "$PYTHON" bench/bench_compile.py --device "$device" --iters "$compile_iters" --repeat 3 $cache --amp bf16
 # 4. The loader's samples/s by workers beside the step rates; 1100/s: an EDSR-64x16 step at batch 16 on an H200.
 step bench_loader 60 "$PYTHON" bench/bench_loader.py --device "$device" --batches "$loader_batches" --workers $workers \
     --step-rate 1100
