@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.prefetch_dataloader import CPUPrefetcher, CUDAPrefetcher
-from basicsr.utils import MessageLogger, get_env_info, get_time_str, set_random_seed
+from basicsr.utils import MessageLogger, get_env_info, get_root_logger, get_time_str, set_random_seed
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.options import dict2str
 from basicsr.utils.registry import MODEL_REGISTRY
@@ -45,6 +45,7 @@ from kit import compat, rng
 from kit.data.bundled import ensure_for_options
 from kit.data.cached_dataset import paired_lq_paths
 from kit.data.checks import check_datasets
+from kit.data.loader_options import check_loader_options, resolve_loader_options
 from kit.data.lq_folder import lq_folder_paths
 from kit.data.sampler import ResumableSampler
 from kit.distill.teacher_cache import build_teacher_cache, cache_folder, resolve_cache, teacher_folders
@@ -148,6 +149,7 @@ def check_inputs(run: Run) -> None:
         ensure_for_options(opt)  # the bundled photos, built on first use
     barrier(opt)
     check_datasets(opt)
+    check_loader_options(opt["datasets"].get("train") or {}, bool(opt["num_gpu"]))
     model_cls = lookup(MODEL_REGISTRY, opt.get("model_type"), "model_type")
     from kit.models import KitSRModel
 
@@ -289,6 +291,7 @@ def build_loaders(opt: dict) -> tuple[Any, ResumableSampler, list, int]:
     for phase, dataset_opt in opt["datasets"].items():
         if phase == "train":
             dataset = build_dataset(dataset_opt)
+            get_root_logger().info(resolve_loader_options(dataset_opt, dataset, opt))  # workers: auto, pinning
             ratio = dataset_opt.get("dataset_enlarge_ratio", 1)
             sampler = ResumableSampler(dataset, opt["world_size"], opt["rank"], ratio, seed=opt["manual_seed"])
             train_loader = build_dataloader(

@@ -41,7 +41,7 @@ DATASET = {
     "color": ANY,
     "mean": ANY,
     "std": ANY,
-    "num_worker_per_gpu": INT,
+    "num_worker_per_gpu": ANY,  # an integer or "auto" (checked by kit.data.loader_options)
     "batch_size_per_gpu": INT,
     "dataset_enlarge_ratio": INT,
     "prefetch_mode": ANY,
@@ -89,6 +89,8 @@ SECTIONS: dict[str, Any] = {
         "teacher_cache": ANY,
         "amp": ANY,
         "channels_last": BOOL,
+        "compile": BOOL,
+        "compile_mode": ANY,  # checked by kit.models.compiling
         "stop_on_divergence": BOOL,
     },
     "val": {

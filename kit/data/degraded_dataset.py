@@ -32,7 +32,7 @@ class DegradedImageDataset(data.Dataset):
             use_hflip: true
             use_rot: true
             batch_size_per_gpu: 8
-            num_worker_per_gpu: 0
+            num_worker_per_gpu: auto
 
     For SR (``scale`` > 1) the list must hold a ``BicubicDown`` of that scale. Decoded GT images are kept in
     memory up to ``cache_gb`` (default 4, per data-loader worker; see :mod:`kit.data.decoded_store`).

@@ -34,6 +34,7 @@ from kit.distill.recipes import Recipes
 from kit.distill.recorder import FeatureRecorder
 from kit.distill.teacher_cache import cache_enabled
 from kit.metrics import quantize
+from kit.models.compiling import compile_in_place, eager
 from kit.models.sr_model import KitSRModel
 from kit.registry import build_loss
 from kit.teachers import LoadedTeacher, load_teachers_frozen_rng, weighted_mean_output
@@ -117,6 +118,17 @@ class DistillModel(KitSRModel):
 
         prepare_pool(self, self.recipes.pool)
 
+    def compile_networks(self) -> list[str]:
+        """The student, every teacher (its inference, hooks included) and the connectors, when there are any."""
+        names = super().compile_networks()
+        for name, teacher in self.teachers.items():
+            compile_in_place(teacher, self.compile_mode)
+            names.append(f"teacher '{name}'")
+        if len(self.connectors.state_dict()):
+            compile_in_place(self.connectors, self.compile_mode)
+            names.append("connectors")
+        return names
+
     def trainable_parameter_groups(self) -> list[dict]:
         groups = super().trainable_parameter_groups()
         connector_params = list(self.connectors.parameters())
@@ -184,7 +196,7 @@ class DistillModel(KitSRModel):
 
     def comparison_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         """The teacher panel of the validation picture (tiled like the student when ``val.tile`` is set)."""
-        with self.autocast():
+        with self.autocast(), eager():
             images = {name: self.infer(teacher, lq).float() for name, teacher in self.teachers.items()}
         return {"teacher": self.teacher_target(images).clamp(0, 1)}
 

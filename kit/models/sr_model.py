@@ -9,6 +9,8 @@ Used for a network trained alone (the teacher in ``options/teacher.yml``, the sc
     train:
       amp: null            # bf16 | fp16 | null (off; CPU default)
       channels_last: false
+      compile: false       # torch.compile of the networks that train (kit.models.compiling)
+      compile_mode: default
     val:
       val_freq: 200
       tile: null           # e.g. 256: tiled validation for large images
@@ -32,6 +34,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 
 from kit.models.base_io import SafeModelIO
+from kit.models.compiling import compile_in_place, compile_options, eager
 from kit.registry import build_loss, build_network, check_spec
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
@@ -50,12 +53,20 @@ class KitSRModel(SafeModelIO, SRModel):
             raise ValueError(f"train.amp '{amp}' is not one of bf16, fp16 or null")
         self.amp_dtype = _AMP_DTYPES.get(amp)
         self.channels_last = bool(train_opt.get("channels_last", False))
+        self.compile_mode = compile_options(train_opt)
         self.history_path = Path(opt["path"].get("experiments_root", opt["path"]["log"])) / "history.jsonl"
         self._val_count = 0
         self.baselines: dict[str, dict[str, float]] = {}  # per val dataset: the metrics of bicubic (or the input)
         super().__init__(opt)
         if self.channels_last:
             self.net_g.to(memory_format=torch.channels_last)
+        if self.compile_mode is not None:
+            get_root_logger().info(f"train.compile: {', '.join(self.compile_networks())} (mode {self.compile_mode})")
+
+    def compile_networks(self) -> list[str]:
+        """Compile (in place) what runs in a training step; returns their names. DistillModel adds its own."""
+        compile_in_place(self.net_g, self.compile_mode)
+        return ["student"]
 
     # ------------------------------------------------------------------ training
     def init_training_settings(self) -> None:
@@ -166,7 +177,8 @@ class KitSRModel(SafeModelIO, SRModel):
         net = self.eval_network()
         was_training = net.training
         net.eval()
-        self.output = self.infer(net, self.lq)
+        with eager():  # validation images of every size: never compiled (train.compile covers the steps)
+            self.output = self.infer(net, self.lq)
         net.train(was_training)
 
     def infer(self, net: torch.nn.Module, lq: torch.Tensor) -> torch.Tensor:
