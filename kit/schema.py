@@ -44,9 +44,9 @@ DATASET = {
     "num_worker_per_gpu": ANY,  # an integer or "auto" (checked by kit.data.loader_options)
     "batch_size_per_gpu": INT,
     "dataset_enlarge_ratio": INT,
-    "prefetch_mode": ANY,
-    "pin_memory": BOOL,
-    "persistent_workers": BOOL,
+    "prefetch_mode": ANY,  # auto | cpu | cuda | null (checked by kit.data.loader_options)
+    "pin_memory": ANY,  # auto | true | false (checked by kit.data.loader_options)
+    "persistent_workers": ANY,  # auto | true | false (checked by kit.data.loader_options)
     "num_prefetch_queue": INT,
     "cache_gb": FLOAT,
     "degradations": FREE,

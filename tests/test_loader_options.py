@@ -135,3 +135,18 @@ def test_persistent_worker_keeps_its_cache_across_epochs(bundled_root, persisten
     assert held[0][0] == 0 and len(held[0]) == len(ds)
     assert min(held[1]) == (2 * len(ds) if persistent else 0)  # every GT and LQ image, or none
     assert len(ds._cache.images) == 0  # the main process never decoded: the worker did
+
+
+def test_the_options_schema_takes_the_loader_keys(bundled_root) -> None:
+    """auto for every loader key passes the schema of every key the kit reads (the values are checked above)."""
+    from kit.schema import check_options
+
+    opt = tiny_options(bundled_root, "d")
+    opt["datasets"]["train"].update(
+        num_worker_per_gpu="auto", pin_memory="auto", persistent_workers="auto", prefetch_mode="auto"
+    )
+    opt["train"].update(compile=True, compile_mode="max-autotune")
+    check_options(opt, "test")
+    opt["datasets"]["train"]["pin_memroy"] = True
+    with pytest.raises(Exception, match="pin_memroy"):
+        check_options(opt, "test")
