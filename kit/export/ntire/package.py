@@ -150,7 +150,7 @@ def _snippet(team: str, name: str, model_id: int, arch: str) -> str:
         name, data_range = f"{{model_id:02}}_{name}", 1.0
         model_path = os.path.join("model_zoo", "team{team}_{name}.pth")
         model = {name}()
-        model.load_state_dict(torch.load(model_path), strict=True)
+        model.load_state_dict(torch.load(model_path, weights_only=True), strict=True)
 """
 
 
