@@ -4,7 +4,7 @@ Started by :func:`kit.export.ntire.package.verify_package` in a fresh interprete
 the kit, and before anything else it makes ``kit``, ``basicsr`` and ``spandrel`` unimportable (an editable install
 would otherwise find them whatever ``sys.path`` says) and drops the repository from ``sys.path``; it then checks
 that ``import kit`` fails. In the package folder it runs ``select_model.txt`` inside a ``select_model`` shaped like
-the one of NTIRE's ``test_demo.py`` (import the class, build it, ``load_state_dict(torch.load(path), strict=True)``,
+the one of NTIRE's ``test_demo.py`` (import the class, build it, ``load_state_dict(<the loaded .pth>, strict=True)``,
 ``eval``), feeds the inputs of ``inputs.pt`` and writes, as JSON: the max abs error against each expected output,
 whether a hidden package got loaded, and fvcore's FLOPs of the model at the organisers' 1x3x256x256 input.
 

@@ -2,7 +2,7 @@
 
 What the organisers' ``test_demo.py`` needs (NTIRE ESR 2022-2026): exactly one model file that imports only
 ``torch``, with a class built without arguments; its weights as a plain state dict for
-``load_state_dict(torch.load(path), strict=True)``; and the branch of ``select_model()`` that imports the class,
+``load_state_dict(<the loaded .pth>, strict=True)``; and the branch of ``select_model()`` that imports the class,
 sets ``data_range`` (1.0: the kit's students take RGB in [0, 1]), builds it and loads the weights.
 
 :func:`write_package` writes the three files from the deployed network and its family's torch-only source
