@@ -28,7 +28,8 @@ from kit.options import REPO_ROOT, load_options
 OUT = REPO_ROOT / "bench" / "out" / "real"
 DEFAULT_TEACHER = REPO_ROOT.parent / "shared" / "teachers" / "spanx4_ch48.safetensors"
 DEFAULT_SET5 = REPO_ROOT.parent / "shared" / "benchmarks" / "Set5"
-TEACHER_FEATURES = {"conv_cat": 48, "block_3": 48}  # SPAN x4 ch48 (kit-inspect --checkpoint)
+TEACHER_FEATURES = {"conv_cat": 48} | {f"block_{i}": 48 for i in range(1, 7)}  # SPAN x4 ch48 (kit-inspect --checkpoint)
+TEACHER_BLOCKS = 6
 
 STUDENTS = {  # name -> network_g overrides of options/distill.yml (RLFNStudent with bicubic residual)
     "rlfn32x4": {"num_feat": 32, "num_block": 4},  # the shipped student, 0.163M
@@ -38,10 +39,15 @@ BATCH, GT_SIZE, LR = 8, 96, 1e-3
 
 OUTPUT_KD = {"loss": {"type": "L1Loss", "loss_weight": 1.0}}
 BALANCE = {"ratio": 0.1, "warmup_iter": 20}
+CONTRAST = {"layer": "block_1", "weight": 0.05, "negatives": ["bicubic", "ema"]}
 POOL = {"sources": ["hr", "zoom_out"], "max_side": 384, "cache_root": str(OUT / "pool_cache")}
 
 
-def _cwd(student_layer: str, width: int, teacher_layer: str) -> dict:
+CWD_LOSS = {"type": "ChannelWiseDivergence", "tau": 4.0, "loss_weight": 1.0}
+FITNETS_LOSS = {"type": "L2Loss", "normalize": True, "loss_weight": 1.0}
+
+
+def _pair(student_layer: str, width: int, teacher_layer: str, loss: dict) -> dict:
     return {
         "student": student_layer,
         "teacher": teacher_layer,
@@ -52,8 +58,14 @@ def _cwd(student_layer: str, width: int, teacher_layer: str) -> dict:
             "norm": None,
             "act": None,
         },
-        "loss": {"type": "ChannelWiseDivergence", "tau": 4.0, "loss_weight": 1.0},
+        "loss": dict(loss),
     }
+
+
+def depth_pairs(blocks: int) -> list[tuple[str, str]]:
+    """Every student body block paired with the teacher block at the same relative depth; the last with conv_cat."""
+    pairs = [(f"body.{i}", f"block_{-(-(i + 1) * TEACHER_BLOCKS // blocks)}") for i in range(blocks - 1)]
+    return pairs + [(f"body.{blocks - 1}", "conv_cat")]
 
 
 # recipe -> (what it is, train.distill, train.recipes, teacher cache?, pixel_opt kept?)
@@ -100,6 +112,54 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         "output-KD + CWD last→conv_cat, balanced + teacher pool",
         {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
         {"balance": BALANCE, "pool": POOL},
+        False,
+    ),
+    "cwd_r03": (
+        "as cwd, the pair balanced to 30% of the pixel loss (not 10%)",
+        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
+        {"balance": {"ratio": 0.3, "warmup_iter": 20}},
+        False,
+    ),
+    "cwd_r1": (
+        "as cwd, the pair balanced to 100% of the pixel loss",
+        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
+        {"balance": {"ratio": 1.0, "warmup_iter": 20}},
+        False,
+    ),
+    "cwd_all": (
+        "output-KD + CWD at every student block (same relative depth in the teacher; last→conv_cat), balanced",
+        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
+        {"balance": BALANCE},
+        False,
+    ),
+    "fitnets_all": (
+        "output-KD + normalised FitNets L2 at every student block (as cwd_all), balanced",
+        {"output": OUTPUT_KD, "fit_all": ("all", "fitnets")},
+        {"balance": BALANCE},
+        False,
+    ),
+    "cwd_teacher": (
+        "CWD last→conv_cat, balanced, the teacher's image as the only pixel target (no GT, no output-KD)",
+        {"cwd": ("last", "conv_cat")},
+        {"balance": BALANCE, "mix": {"start": 0.0, "end": 0.0}},
+        False,
+    ),
+    "contrast": (
+        "output-KD + DCKD-style contrast in the teacher's block_1 space (away from bicubic and the EMA student)",
+        {"output": OUTPUT_KD},
+        {"contrast": CONTRAST},
+        False,
+    ),
+    "cwd_contrast": (
+        "the shipped default (cwd) + the contrast term",
+        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
+        {"balance": BALANCE, "contrast": CONTRAST},
+        False,
+    ),
+    "cwd_mix": (
+        "CWD last→conv_cat, balanced, the pixel target teacher→GT linearly (ECO), no output-KD",
+        {"cwd": ("last", "conv_cat")},
+        {"balance": BALANCE, "mix": {"start": 0.0, "end": 1.0}},
         False,
     ),
 }
@@ -150,10 +210,17 @@ def run_options(student: str, steps: int, recipe: str, seed: int, teacher: Path,
     opt["path"] = {"pretrain_network_t": str(teacher)}
     width, blocks = STUDENTS[student]["num_feat"], STUDENTS[student]["num_block"]
     for name, entry in list(distill.items()):
-        if isinstance(entry, tuple):
-            where, t_layer = entry
-            s_layer = f"body.{blocks - 1}" if where == "last" else f"body.{blocks // 2 - 1}"
-            distill[name] = _cwd(s_layer, width, t_layer)
+        if not isinstance(entry, tuple):
+            continue
+        where, t_layer = entry
+        if where == "all":  # ("all", "cwd" | "fitnets"): one pair per student block
+            del distill[name]
+            loss = CWD_LOSS if t_layer == "cwd" else FITNETS_LOSS
+            for i, (s_layer, t_at) in enumerate(depth_pairs(blocks)):
+                distill[f"{name}_{i}"] = _pair(s_layer, width, t_at, loss)
+            continue
+        s_layer = f"body.{blocks - 1}" if where == "last" else f"body.{blocks // 2 - 1}"
+        distill[name] = _pair(s_layer, width, t_layer, CWD_LOSS)
     opt["train"]["distill"] = distill
     opt["train"]["recipes"] = recipes
     if cached:

@@ -76,8 +76,9 @@ def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
     ckpt = random_span_checkpoint(tmp_path / "span.safetensors")
     (tmp_path / "pool").mkdir()
     cv2.imwrite(str(tmp_path / "pool/a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
+    first = next(iter(real.STUDENTS))
     for student in real.STUDENTS:
-        for recipe, (_, _, _, cached) in real.RECIPES.items():
+        for recipe, (_, distill, _, cached) in real.RECIPES.items():
             opt = real.run_options(student, 600, recipe, 0, ckpt)
             assert opt["train"]["total_iter"] == 600
             assert opt["network_g"]["num_feat"] == real.STUDENTS[student]["num_feat"]
@@ -85,6 +86,15 @@ def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
             if recipe.startswith("scratch"):
                 assert opt["model_type"] == "KitSRModel" and "network_t" not in opt
                 continue
+            pairs = {k: v for k, v in opt["train"]["distill"].items() if k != "output"}
+            if any(entry[0] == "all" for entry in distill.values() if isinstance(entry, tuple)):
+                # one pair per student block, the last on conv_cat, the others on the teacher's blocks in order
+                blocks = real.STUDENTS[student]["num_block"]
+                assert [p["student"] for p in pairs.values()] == [f"body.{i}" for i in range(blocks)]
+                at = [p["teacher"] for p in pairs.values()]
+                assert at[-1] == "conv_cat" and at[:-1] == sorted(set(at[:-1]), key=lambda t: int(t.split("_")[1]))
+            if student != first and not pairs:
+                continue  # the other student differs only in the pairs' layers: built and stepped where it has pairs
             assert opt["network_t"] == {"type": "AutoTeacher"} and opt["path"]["pretrain_network_t"] == str(ckpt)
             opt["train"].pop("teacher_cache", None)  # the cache has its own tests
             pool = opt["train"]["recipes"].get("pool")

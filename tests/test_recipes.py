@@ -229,3 +229,65 @@ def test_pool_in_the_model_adds_a_teacher_labelled_batch(bundled_root, tmp_path)
     assert torch.equal(target, y) and out.shape == y.shape  # the pool term's target is the teacher's label
     assert {"l_pix", "l_out", "l_mid", "l_pool"} <= set(model.log_dict)
     assert model.log_dict["l_pool"] == pytest.approx(2.0 * float((out - target).abs().mean()), rel=1e-5)
+
+
+def test_contrast_feature_space_stops_at_its_layer_and_matches_the_module_output() -> None:
+    from kit.distill.contrast import TeacherFeatureSpace
+
+    ran = []
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
+    teacher[2].register_forward_hook(lambda *_: ran.append("last"))
+    x = torch.rand(2, 3, 8, 8)
+    feature = TeacherFeatureSpace(teacher, "1")(x)
+    torch.testing.assert_close(feature, torch.relu(teacher[0](x)))
+    assert ran == [], "the teacher ran past the contrast layer"
+    with pytest.raises(OptionsKeyError, match="not a module of the teacher"):
+        TeacherFeatureSpace(teacher, "body.9")
+
+
+def test_contrast_term_pulls_toward_the_teacher_and_pushes_from_the_negatives() -> None:
+    from kit.distill.contrast import ContrastRecipe
+
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    recipe = ContrastRecipe({"layer": "0", "weight": 1.0, "negatives": ["bicubic"]}, scale=2)
+    recipe.bind({"t": teacher}, has_ema=False)
+    lq = torch.rand(1, 3, 6, 6)
+    target = torch.rand(1, 3, 12, 12)
+    bicubic = recipe.negative_images(lq, (12, 12), None)
+    assert len(bicubic) == 1 and bicubic[0].shape == (1, 3, 12, 12)
+    at_teacher = recipe.loss(target.clone(), target, bicubic)
+    at_negative = recipe.loss(bicubic[0].clone(), target, bicubic)
+    halfway = recipe.loss(0.5 * (target + bicubic[0]), target, bicubic)
+    assert float(at_teacher) == pytest.approx(0.0, abs=1e-6)
+    assert float(at_negative) == pytest.approx(1.0, abs=1e-4)
+    assert 0.0 < float(halfway) < 1.0
+    out = (0.5 * (target + bicubic[0])).requires_grad_(True)
+    recipe.loss(out, target, bicubic).backward()
+    stepped = (out - 0.5 * out.grad / out.grad.abs().max()).detach()
+    assert float(recipe.loss(stepped, target, bicubic)) < float(halfway)  # descending moves it toward the teacher
+    with pytest.raises(OptionsKeyError, match="keeps no EMA student"):
+        ContrastRecipe({"layer": "0"}, scale=2).bind({"t": teacher}, has_ema=False)
+    with pytest.raises(OptionsKeyError, match="choose from"):
+        ContrastRecipe({"layer": "0", "negatives": ["vgg"]}, scale=2)
+    with pytest.raises(OptionsKeyError, match="needs layer"):
+        ContrastRecipe({}, scale=2)
+
+
+def test_contrast_in_the_model_logs_its_term_and_trains(bundled_root, tmp_path) -> None:
+    net, ckpt = tiny_teacher_checkpoint(tmp_path / "t.pth")
+    opt = distill_options(bundled_root, "c", net, ckpt)
+    opt["train"]["ema_decay"] = 0.999
+    opt["train"]["recipes"] = {"contrast": {"layer": "body.0", "weight": 0.5}}
+    model = build(opt, tmp_path)
+    gt = torch.rand(1, 3, 32, 32)
+    model.feed_data({"lq": gt[..., ::4, ::4].contiguous(), "gt": gt})
+    model.optimize_parameters(1)
+    assert 0.0 < model.log_dict["l_contrast"] <= 0.5
+    with pytest.raises(OptionsKeyError, match="close names"):
+        bad = distill_options(bundled_root, "c2", net, ckpt)
+        bad["train"]["ema_decay"] = 0.999
+        bad["train"]["recipes"] = {"contrast": {"layer": "body0"}}
+        build(bad, tmp_path / "bad")

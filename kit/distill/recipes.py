@@ -24,6 +24,9 @@ feature pairs:
           warmup_iter: 100
         pool:      # inputs without a GT labelled once by the teacher, an extra batch every step (kit.distill.pool)
           sources: [hr, zoom_out]
+        contrast:  # DCKD-style contrastive term in the teacher's feature space (kit.distill.contrast)
+          layer: block_1
+          weight: 0.1
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ class Recipes:
 
     def __init__(self, opt: dict | None, scale: int, total_iter: int = 1) -> None:
         opt = dict(opt or {})
-        _check_keys(opt, ("mix", "upcycle", "balance", "pool"), "train:recipes")
+        _check_keys(opt, ("mix", "upcycle", "balance", "pool", "contrast"), "train:recipes")
         self.mix = None
         if opt.get("mix") is not None:
             mix = dict(opt["mix"])
@@ -176,6 +179,11 @@ class Recipes:
             from kit.distill.pool import TeacherPool
 
             self.pool = TeacherPool(dict(opt["pool"]), scale)
+        self.contrast = None
+        if opt.get("contrast") is not None:
+            from kit.distill.contrast import ContrastRecipe
+
+            self.contrast = ContrastRecipe(dict(opt["contrast"]), scale)
         self.balance = None
         if opt.get("balance") is not None:
             _check_keys(dict(opt["balance"]), ("ratio", "warmup_iter"), "train:recipes:balance")

@@ -89,6 +89,8 @@ class DistillModel(KitSRModel):
             logger.info("No ground truth: the teacher's image is the target; validation is measured to the teacher")
         self._val_teacher: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
 
+        if self.recipes.contrast is not None:
+            self.recipes.contrast.bind(self.teachers, has_ema=hasattr(self, "net_g_ema"))
         self.attach_recorders()
         self.connectors = ConnectorBank(self.pairs).to(self.device)
         self.check_pairs()
@@ -255,6 +257,13 @@ class DistillModel(KitSRModel):
             else:
                 loss_dict["l_out"] = self.cri_out(output, t_target)
                 l_total = l_total + loss_dict["l_out"]
+
+        # 4b. Contrastive term in the teacher's feature space: toward its image, away from bicubic / the EMA student.
+        contrast = self.recipes.contrast
+        if contrast is not None:
+            negatives = contrast.negative_images(self.lq, tuple(output.shape[-2:]), getattr(self, "net_g_ema", None))
+            loss_dict["l_contrast"] = contrast.loss(output, t_target, negatives)
+            l_total = l_total + loss_dict["l_contrast"]
 
         # 5. Feature pairs: student feature → connector → loss against the teacher feature.
         if self.pairs:
