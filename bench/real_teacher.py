@@ -156,6 +156,12 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         {"balance": BALANCE, "contrast": CONTRAST},
         False,
     ),
+    "cwd_mixing": (
+        "the shipped default (cwd) + MiPKD-style feature mixing on its pair (the teacher's upsampler on the mix)",
+        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
+        {"balance": BALANCE, "mixing": {"pair": "cwd", "keep": 0.5, "weight": 1.0}},
+        False,
+    ),
     "cwd_mix": (
         "CWD last→conv_cat, balanced, the pixel target teacher→GT linearly (ECO), no output-KD",
         {"cwd": ("last", "conv_cat")},

@@ -291,3 +291,46 @@ def test_contrast_in_the_model_logs_its_term_and_trains(bundled_root, tmp_path) 
         bad["train"]["ema_decay"] = 0.999
         bad["train"]["recipes"] = {"contrast": {"layer": "body0"}}
         build(bad, tmp_path / "bad")
+
+
+def test_feature_mixing_runs_the_teachers_tail_on_the_mix_with_gradient_to_the_student_only() -> None:
+    from kit.distill.mixing import FeatureMixing
+    from kit.distill.pairs import PairSpec
+
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 3, 1))
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    pair = PairSpec(name="p", student="body.0", teacher="0", teacher_name="t", loss={"type": "L1Loss"})
+    lq = torch.rand(2, 3, 5, 5)
+    t_feat = teacher[0](lq)
+    s_feat = torch.rand(2, 4, 5, 5, requires_grad=True)
+    all_student = FeatureMixing({"pair": "p", "keep": 0.0})
+    all_student.bind([pair], {"t": teacher})
+    out = all_student.mixed_image(teacher, lq, t_feat, s_feat)
+    torch.testing.assert_close(out, teacher[1](s_feat))
+    out.sum().backward()
+    assert s_feat.grad is not None and s_feat.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+    half = FeatureMixing({"pair": "p", "keep": 0.5})
+    half.bind([pair], {"t": teacher})
+    mixed = half.mixed_image(teacher, lq, t_feat, s_feat.detach())
+    from_teacher = torch.isclose(mixed, teacher(lq)).all(1)  # per position: the teacher's feature was kept
+    from_student = torch.isclose(mixed, teacher[1](s_feat.detach())).all(1)
+    assert bool((from_teacher | from_student).all()) and 0 < int(from_teacher.sum()) < from_teacher.numel()
+    torch.testing.assert_close(teacher(lq), teacher[1](t_feat))  # the hook is removed afterwards
+    with pytest.raises(OptionsKeyError, match="is not a feature pair"):
+        FeatureMixing({"pair": "q"}).bind([pair], {"t": teacher})
+    with pytest.raises(OptionsKeyError, match="keep must be in"):
+        FeatureMixing({"pair": "p", "keep": 1.0})
+
+
+def test_feature_mixing_in_the_model_logs_its_term(bundled_root, tmp_path) -> None:
+    net, ckpt = tiny_teacher_checkpoint(tmp_path / "t.pth")
+    opt = distill_options(bundled_root, "mx", net, ckpt)
+    opt["train"]["recipes"] = {"mixing": {"pair": "mid", "keep": 0.5}}
+    model = build(opt, tmp_path)
+    gt = torch.rand(1, 3, 32, 32)
+    model.feed_data({"lq": gt[..., ::4, ::4].contiguous(), "gt": gt})
+    model.optimize_parameters(1)
+    assert model.log_dict["l_mixing"] > 0

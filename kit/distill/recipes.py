@@ -27,6 +27,9 @@ feature pairs:
         contrast:  # DCKD-style contrastive term in the teacher's feature space (kit.distill.contrast)
           layer: block_1
           weight: 0.1
+        mixing:    # MiPKD-style feature mixing: the teacher's tail runs on a teacher/student mix (kit.distill.mixing)
+          pair: cwd
+          keep: 0.5
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ class Recipes:
 
     def __init__(self, opt: dict | None, scale: int, total_iter: int = 1) -> None:
         opt = dict(opt or {})
-        _check_keys(opt, ("mix", "upcycle", "balance", "pool", "contrast"), "train:recipes")
+        _check_keys(opt, ("mix", "upcycle", "balance", "pool", "contrast", "mixing"), "train:recipes")
         self.mix = None
         if opt.get("mix") is not None:
             mix = dict(opt["mix"])
@@ -184,6 +187,11 @@ class Recipes:
             from kit.distill.contrast import ContrastRecipe
 
             self.contrast = ContrastRecipe(dict(opt["contrast"]), scale)
+        self.mixing = None
+        if opt.get("mixing") is not None:
+            from kit.distill.mixing import FeatureMixing
+
+            self.mixing = FeatureMixing(dict(opt["mixing"]))
         self.balance = None
         if opt.get("balance") is not None:
             _check_keys(dict(opt["balance"]), ("ratio", "warmup_iter"), "train:recipes:balance")

@@ -91,6 +91,8 @@ class DistillModel(KitSRModel):
 
         if self.recipes.contrast is not None:
             self.recipes.contrast.bind(self.teachers, has_ema=hasattr(self, "net_g_ema"))
+        if self.recipes.mixing is not None:
+            self.recipes.mixing.bind(self.pairs, self.teachers)
         self.attach_recorders()
         self.connectors = ConnectorBank(self.pairs).to(self.device)
         self.check_pairs()
@@ -275,6 +277,16 @@ class DistillModel(KitSRModel):
                 term = term * self.recipes.pair_scale(pair.name, term, reference, current_iter)
                 loss_dict[f"l_{pair.name}"] = term
                 l_total = l_total + term
+
+        # 5b. Feature mixing: the teacher's tail on a random mix of its feature and the student's (connected).
+        mixing = self.recipes.mixing
+        if mixing is not None:
+            name = mixing.pair_name
+            teacher = self.teachers[mixing.teacher_name]
+            with self.autocast():
+                mixed = mixing.mixed_image(teacher, self.lq, t_feats[name], connected[name])
+            loss_dict["l_mixing"] = mixing.weight * mixing.loss(mixed, t_images[mixing.teacher_name])
+            l_total = l_total + loss_dict["l_mixing"]
 
         # 6. Data upcycling: extra student inputs labelled by the teacher (after the features were read).
         upcycle = self.recipes.upcycle

@@ -1,0 +1,91 @@
+"""Feature mixing (MiPKD-style; Li et al., "Knowledge Distillation with Multi-granularity Mixture of Priors for
+Image Super-Resolution", arXiv 2404.02573): the teacher's tail runs on a mix of its own feature and the student's.
+
+.. code-block:: yaml
+
+    train:
+      distill:
+        cwd: {student: body.3, teacher: conv_cat, connector: {...}, loss: {...}}
+      recipes:
+        mixing:
+          pair: cwd            # a feature pair of train.distill: its layers and its connector
+          keep: 0.5            # probability that a position keeps the teacher's feature (else the student's)
+          weight: 1.0
+          loss: {type: L1Loss, loss_weight: 1.0}   # the mixed image against the teacher's own image
+
+Every step a random spatial mask picks, per position, the teacher's feature or the student's (through the
+pair's connector, so both live in the teacher's space); the teacher then runs from that layer on, and its
+image is compared with the teacher's unmixed image. The student's feature is thus trained to be *usable by
+the teacher's remaining layers*, a stronger constraint than being close to the teacher's feature. The
+teacher stays frozen; gradient reaches the student (and the connector) through the teacher's tail. Only the
+feature mixer is reproduced; MiPKD's block mixer (swapping whole blocks) is not.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from kit.registry import OptionsKeyError, build_loss
+
+
+class FeatureMixing:
+    """The options of ``train.recipes.mixing`` and the mixed teacher forward."""
+
+    def __init__(self, opt: dict) -> None:
+        unknown = set(opt) - {"pair", "keep", "weight", "loss"}
+        if unknown:
+            raise OptionsKeyError(
+                f"train:recipes:mixing: unknown key(s) {sorted(unknown)}; it takes pair, keep, weight, loss"
+            )
+        if not opt.get("pair"):
+            raise OptionsKeyError("train:recipes:mixing needs pair: the name of a feature pair of train:distill")
+        self.pair_name = str(opt["pair"])
+        self.keep = float(opt.get("keep", 0.5))
+        if not 0.0 <= self.keep < 1.0:
+            raise OptionsKeyError(f"train:recipes:mixing:keep must be in [0, 1), got {self.keep}")
+        self.weight = float(opt.get("weight", 1.0))
+        self.loss = build_loss(opt.get("loss", {"type": "L1Loss", "loss_weight": 1.0}), "mixing:loss")
+        self.module: nn.Module | None = None
+        self.teacher_name: str | None = None
+
+    def bind(self, pairs: list, teachers: dict[str, nn.Module]) -> None:
+        """Finds the pair and the teacher module it names (a plain output path: the hook replaces that output)."""
+        by_name = {p.name: p for p in pairs}
+        if self.pair_name not in by_name:
+            raise OptionsKeyError(
+                f"train:recipes:mixing:pair {self.pair_name!r} is not a feature pair of train:distill "
+                f"(the pairs are {sorted(by_name) or 'none'})"
+            )
+        pair = by_name[self.pair_name]
+        if pair.source != "output" or "#" in pair.teacher:
+            raise OptionsKeyError(
+                f"train:recipes:mixing:pair {self.pair_name!r}: its teacher side must be a module's output "
+                f"called once (source: output, no '#k'), got {pair.teacher!r} ({pair.source})"
+            )
+        self.teacher_name = pair.teacher_name
+        self.module = dict(teachers[pair.teacher_name].named_modules())[pair.teacher]
+
+    def mixed_image(self, teacher: nn.Module, lq: torch.Tensor, t_feat: torch.Tensor, s_feat: torch.Tensor):
+        """The teacher's image of ``lq`` with its feature at the pair's layer replaced by the random mix."""
+        if self.module is None:
+            raise RuntimeError("FeatureMixing.bind(pairs, teachers) was not called")
+        n, _, h, w = t_feat.shape
+        keep = (torch.rand(n, 1, h, w, device=t_feat.device) < self.keep).to(t_feat.dtype)
+        mixed = keep * t_feat + (1 - keep) * s_feat.to(t_feat.dtype)
+
+        def replace(_module, _inputs, output):
+            if not isinstance(output, torch.Tensor):
+                raise RuntimeError(
+                    f"train:recipes:mixing: the teacher module of pair {self.pair_name!r} returns "
+                    f"{type(output).__name__}, not one tensor; pair a module that returns its feature alone"
+                )
+            if output.shape != mixed.shape:
+                raise RuntimeError(f"mixing: the teacher's feature is {tuple(output.shape)}, the mix {mixed.shape}")
+            return mixed
+
+        handle = self.module.register_forward_hook(replace)
+        try:
+            return teacher(lq).float()
+        finally:
+            handle.remove()
