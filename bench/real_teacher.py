@@ -69,7 +69,10 @@ def depth_pairs(blocks: int) -> list[tuple[str, str]]:
 
 
 # recipe -> (what it is, train.distill, train.recipes, teacher cache?, pixel_opt kept?)
-# "last"/"mid" in a pair are replaced by the student's last / middle body block.
+# A pair is (where, teacher layer[, loss weight]): "last"/"mid" = the student's last / middle body block;
+# ("all", "cwd" | "fitnets") = one pair per student block (depth_pairs). PairBalance only scales a pair down
+# (min(1, ratio · pixel / pair) at step 1): at loss weight 1 a ratio above the pair's own starting share does
+# nothing (cwd_r03 and cwd_r1 at weight 1 measured identical), hence weight 100 in those two recipes.
 RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
     "scratch": ("the student alone (options/student.yml's loss)", {}, {}, False),
     "scratch_b16": ("the student alone, batch 16 (as many samples per step as the pool recipes)", {}, {}, False),
@@ -115,14 +118,14 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         False,
     ),
     "cwd_r03": (
-        "as cwd, the pair balanced to 30% of the pixel loss (not 10%)",
-        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
+        "as cwd, the pair at 30% of the pixel loss (weight 100, balanced down to 0.3)",
+        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat", 100.0)},
         {"balance": {"ratio": 0.3, "warmup_iter": 20}},
         False,
     ),
     "cwd_r1": (
-        "as cwd, the pair balanced to 100% of the pixel loss",
-        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
+        "as cwd, the pair at 100% of the pixel loss (weight 100, balanced down to 1.0)",
+        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat", 100.0)},
         {"balance": {"ratio": 1.0, "warmup_iter": 20}},
         False,
     ),
@@ -218,7 +221,7 @@ def run_options(student: str, steps: int, recipe: str, seed: int, teacher: Path,
     for name, entry in list(distill.items()):
         if not isinstance(entry, tuple):
             continue
-        where, t_layer = entry
+        where, t_layer, weight = entry if len(entry) == 3 else (*entry, 1.0)
         if where == "all":  # ("all", "cwd" | "fitnets"): one pair per student block
             del distill[name]
             loss = CWD_LOSS if t_layer == "cwd" else FITNETS_LOSS
@@ -226,7 +229,7 @@ def run_options(student: str, steps: int, recipe: str, seed: int, teacher: Path,
                 distill[f"{name}_{i}"] = _pair(s_layer, width, t_at, loss)
             continue
         s_layer = f"body.{blocks - 1}" if where == "last" else f"body.{blocks // 2 - 1}"
-        distill[name] = _pair(s_layer, width, t_layer, CWD_LOSS)
+        distill[name] = _pair(s_layer, width, t_layer, CWD_LOSS | {"loss_weight": weight})
     opt["train"]["distill"] = distill
     opt["train"]["recipes"] = recipes
     if cached:
