@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kit.distill.recipes import check_recipe_keys
 from kit.registry import OptionsKeyError
 
 NEGATIVES = ("bicubic", "ema")
@@ -74,11 +75,7 @@ class ContrastRecipe:
     """The options of ``train.recipes.contrast`` and the term itself (see the module docstring)."""
 
     def __init__(self, opt: dict, scale: int, eps: float = 1e-6) -> None:
-        unknown = set(opt) - {"layer", "teacher", "weight", "negatives"}
-        if unknown:
-            raise OptionsKeyError(
-                f"train:recipes:contrast: unknown key(s) {sorted(unknown)}; it takes layer, teacher, weight, negatives"
-            )
+        check_recipe_keys(opt, ("layer", "teacher", "weight", "negatives"), "train:recipes:contrast")
         if not opt.get("layer"):
             raise OptionsKeyError("train:recipes:contrast needs layer: a teacher module path (kit-inspect lists them)")
         self.layer, self.teacher_name = str(opt["layer"]), opt.get("teacher")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from kit.distill.recipes import check_recipe_keys
 from kit.registry import OptionsKeyError, build_loss
 
 
@@ -33,11 +34,7 @@ class FeatureMixing:
     """The options of ``train.recipes.mixing`` and the mixed teacher forward."""
 
     def __init__(self, opt: dict) -> None:
-        unknown = set(opt) - {"pair", "keep", "weight", "loss"}
-        if unknown:
-            raise OptionsKeyError(
-                f"train:recipes:mixing: unknown key(s) {sorted(unknown)}; it takes pair, keep, weight, loss"
-            )
+        check_recipe_keys(opt, ("pair", "keep", "weight", "loss"), "train:recipes:mixing")
         if not opt.get("pair"):
             raise OptionsKeyError("train:recipes:mixing needs pair: the name of a feature pair of train:distill")
         self.pair_name = str(opt["pair"])

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from kit.registry import OptionsKeyError, build_loss
 
 
-def _check_keys(opt: dict, allowed: tuple[str, ...], where: str) -> None:
+def check_recipe_keys(opt: dict, allowed: tuple[str, ...], where: str) -> None:
     unknown = set(opt) - set(allowed)
     if unknown:
         raise OptionsKeyError(f"{where}: unknown key(s) {sorted(unknown)}; it takes {', '.join(allowed)}")
@@ -90,7 +90,7 @@ class Upcycle:
     VARIANTS = ("hr_crop", "zoom_out")
 
     def __init__(self, opt: dict, scale: int) -> None:
-        _check_keys(opt, ("weight", "loss", "variants", "flips", "every"), "train:recipes:upcycle")
+        check_recipe_keys(opt, ("weight", "loss", "variants", "flips", "every"), "train:recipes:upcycle")
         self.loss_weight = float(opt.get("weight", 1.0))
         self.loss = build_loss(opt.get("loss", {"type": "L1Loss", "loss_weight": 1.0}), "upcycle:loss")
         self.variants = list(opt.get("variants", self.VARIANTS))
@@ -169,11 +169,11 @@ class Recipes:
 
     def __init__(self, opt: dict | None, scale: int, total_iter: int = 1) -> None:
         opt = dict(opt or {})
-        _check_keys(opt, ("mix", "upcycle", "balance", "pool", "contrast", "mixing"), "train:recipes")
+        check_recipe_keys(opt, ("mix", "upcycle", "balance", "pool", "contrast", "mixing"), "train:recipes")
         self.mix = None
         if opt.get("mix") is not None:
             mix = dict(opt["mix"])
-            _check_keys(mix, ("start", "end", "end_iter", "schedule"), "train:recipes:mix")
+            check_recipe_keys(mix, ("start", "end", "end_iter", "schedule"), "train:recipes:mix")
             mix.setdefault("end_iter", total_iter)
             self.mix = TargetMix(**mix)
         self.upcycle = Upcycle(dict(opt["upcycle"]), scale) if opt.get("upcycle") is not None else None
@@ -194,7 +194,7 @@ class Recipes:
             self.mixing = FeatureMixing(dict(opt["mixing"]))
         self.balance = None
         if opt.get("balance") is not None:
-            _check_keys(dict(opt["balance"]), ("ratio", "warmup_iter"), "train:recipes:balance")
+            check_recipe_keys(dict(opt["balance"]), ("ratio", "warmup_iter"), "train:recipes:balance")
             self.balance = PairBalance(**opt["balance"])
 
     def pixel_target(self, gt: torch.Tensor, teacher: torch.Tensor, current_iter: int) -> torch.Tensor:
