@@ -107,3 +107,18 @@ def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
             model.feed_data({"lq": gt[..., ::4, ::4].contiguous(), "gt": gt})
             model.optimize_parameters(1)
             assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values()), (student, recipe)
+
+
+def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -> None:
+    """options/distill_pretrained.yml's pairs and recipes are the real setting's cwd_all, as measured."""
+    from kit.options import load_options
+
+    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    measured = bench.real_teacher.run_options("rlfn32x4", 600, "cwd_all", 0, tmp_path / "span.safetensors")
+    shipped = load_options(REPO / "options/distill_pretrained.yml")
+    assert list(shipped["train"]["distill"].values()) == list(measured["train"]["distill"].values())
+    assert shipped["train"]["recipes"] == measured["train"]["recipes"]
+    assert shipped["network_g"] == measured["network_g"]
+    assert shipped["train"]["pixel_opt"] == measured["train"]["pixel_opt"]
