@@ -334,3 +334,11 @@ def test_feature_mixing_in_the_model_logs_its_term(bundled_root, tmp_path) -> No
     model.feed_data({"lq": gt[..., ::4, ::4].contiguous(), "gt": gt})
     model.optimize_parameters(1)
     assert model.log_dict["l_mixing"] > 0
+
+
+def test_hooking_recipes_refuse_a_compiled_teacher(bundled_root, tmp_path) -> None:
+    net, ckpt = tiny_teacher_checkpoint(tmp_path / "t.pth")
+    opt = distill_options(bundled_root, "cc", net, ckpt)
+    opt["train"].update(compile=True, recipes={"mixing": {"pair": "mid"}})
+    with pytest.raises(ValueError, match="set train:compile: false or remove recipes:mixing"):
+        build(opt, tmp_path)

@@ -124,6 +124,12 @@ class DistillModel(KitSRModel):
 
     def compile_networks(self) -> list[str]:
         """The student, every teacher (its inference, hooks included) and the connectors, when there are any."""
+        hooked = [n for n in ("contrast", "mixing") if getattr(self.recipes, n) is not None]
+        if hooked:  # they stop or rewrite the teacher's forward from a hook added per step
+            raise ValueError(
+                f"train:compile cannot compile a teacher that train:recipes:{hooked[0]} hooks per step; "
+                f"set train:compile: false or remove recipes:{hooked[0]}"
+            )
         names = super().compile_networks()
         for name, teacher in self.teachers.items():
             compile_in_place(teacher, self.compile_mode)
