@@ -88,7 +88,7 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         False,
     ),
     "cwd": (
-        "output-KD + CWD last block→conv_cat, balanced (the shipped default's recipe)",
+        "output-KD + CWD last block→conv_cat, balanced (options/distill.yml's recipe, with its teacher)",
         {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
         {"balance": BALANCE},
         False,
@@ -154,13 +154,13 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         False,
     ),
     "cwd_contrast": (
-        "the shipped default (cwd) + the contrast term",
+        "cwd + the contrast term",
         {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
         {"balance": BALANCE, "contrast": CONTRAST},
         False,
     ),
     "cwd_mixing": (
-        "the shipped default (cwd) + MiPKD-style feature mixing on its pair (the teacher's upsampler on the mix)",
+        "cwd + MiPKD-style feature mixing on its pair (the teacher's upsampler on the mix)",
         {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
         {"balance": BALANCE, "mixing": {"pair": "cwd", "keep": 0.5, "weight": 1.0}},
         False,
