@@ -396,19 +396,30 @@ def plot(runs: list[dict], student: str, steps: int, path: Path, refs: dict) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     mine = [r for r in runs if r["student"] == student and r["steps"] == steps]
     keys = sorted({(r["recipe"], r["lr"]) for r in mine}, key=lambda k: (list(RECIPES).index(k[0]), k[1]))
-    for key in keys:
+    colours = plt.cm.tab20.colors
+    for i, key in enumerate(keys):
         rs = [x for x in mine if (x["recipe"], x["lr"]) == key]
         iters = sorted({int(k) for x in rs for k in x["curve"]})
         means = [statistics.mean(x["curve"][str(i)] for x in rs if str(i) in x["curve"]) for i in iters]
-        style = "--" if key[0] == "scratch" else "-"
-        ax.plot(iters, means, marker="o", markersize=3, label=label(*key), linestyle=style)
-    ax.axhline(refs["teacher_val_psnr"], color="k", linewidth=0.8, label="teacher")
-    ax.set(xlabel="training step", ylabel="val PSNR-Y (dB), mean over seeds", title=f"{student}, {steps} steps")
+        base = key[0] == "scratch"
+        ax.plot(
+            iters,
+            means,
+            marker="o",
+            markersize=3,
+            label=label(*key),
+            color="k" if base and key[1] == LR else colours[i % len(colours)],
+            linestyle="--" if base else ("-" if i < len(colours) else ":"),
+            linewidth=2.0 if base else 1.2,
+        )
+    teacher = refs["teacher_val_psnr"]  # far above the students: named, not drawn (it would flatten the curves)
+    title = f"{student}, {steps} steps (teacher {teacher:.3f} dB, bicubic {refs['bicubic_val_psnr']:.3f} dB)"
+    ax.set(xlabel="training step", ylabel="val PSNR-Y (dB), mean over seeds", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
