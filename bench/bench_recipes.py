@@ -109,6 +109,8 @@ RECIPES = {
     "fitnets_seed": ({"output": OUTPUT_KD, "fitnets": FITNETS_PAIR}, {}, False),
     "fitnets_balanced": ({"output": OUTPUT_KD, "fitnets": FITNETS_PAIR}, {"balance": BALANCE}, False),
     "cwd_balanced": ({"output": OUTPUT_KD, "cwd": CWD_PAIR}, {"balance": BALANCE}, False),
+    # a CWD pair at every student block, onto the teacher block at the same relative depth (the real setting's best)
+    "cwd_all": ({"output": OUTPUT_KD, "cwd_all": CWD_PAIR}, {"balance": BALANCE}, False),
     "mix+upcycle": ({}, {"mix": MIX, "upcycle": UPCYCLE}, False),
     # the same as output_kd / mix, with the teacher's images precomputed by train.teacher_cache
     "output_kd_cached": ({"output": OUTPUT_KD}, {}, False),
@@ -188,11 +190,17 @@ def run_options(setting: str, cfg: dict, recipe: str, seed: int, teacher_net: di
     opt["model_type"] = "DistillModel"
     width = int(opt["network_g"].get("num_feat", 32))
     t_width = int(teacher_net.get("num_feat", 64))
+    blocks, t_blocks = int(opt["network_g"].get("num_block", 4)), int(teacher_net.get("num_block", 8))
     for entry in distill.values():
         if "connector" in entry:
             entry["connector"].update(in_channels=width, out_channels=t_width)
-            entry["student"] = f"body.{int(opt['network_g'].get('num_block', 4)) - 1}"
+            entry["student"] = f"body.{blocks - 1}"
             entry["teacher"] = _teacher_last_block(teacher_net)
+    if "cwd_all" in distill:  # body.i -> the teacher's block at the same relative depth (the last onto its last)
+        template = distill.pop("cwd_all")
+        for i in range(blocks):
+            at = f"body.{-(-(i + 1) * t_blocks // blocks) - 1}"
+            distill[f"cwd_{i}"] = copy.deepcopy(template) | {"student": f"body.{i}", "teacher": at}
     opt["train"]["distill"] = distill
     opt["train"]["recipes"] = recipes
     if recipe.endswith("_cached"):
