@@ -199,7 +199,7 @@ def run_options(setting: str, cfg: dict, recipe: str, seed: int, teacher_net: di
     if "cwd_all" in distill:  # body.i -> the teacher's block at the same relative depth (the last onto its last)
         template = distill.pop("cwd_all")
         for i in range(blocks):
-            at = f"body.{-(-(i + 1) * t_blocks // blocks) - 1}"
+            at = f"body.{real_teacher.same_depth(i, blocks, t_blocks) - 1}"
             distill[f"cwd_{i}"] = copy.deepcopy(template) | {"student": f"body.{i}", "teacher": at}
     opt["train"]["distill"] = distill
     opt["train"]["recipes"] = recipes

@@ -62,9 +62,14 @@ def _pair(student_layer: str, width: int, teacher_layer: str, loss: dict) -> dic
     }
 
 
+def same_depth(i: int, blocks: int, teacher_blocks: int) -> int:
+    """The 1-based teacher block at the relative depth of student block ``i`` (0-based) of ``blocks``: ceil."""
+    return -(-(i + 1) * teacher_blocks // blocks)
+
+
 def depth_pairs(blocks: int) -> list[tuple[str, str]]:
     """Every student body block paired with the teacher block at the same relative depth; the last with conv_cat."""
-    pairs = [(f"body.{i}", f"block_{-(-(i + 1) * TEACHER_BLOCKS // blocks)}") for i in range(blocks - 1)]
+    pairs = [(f"body.{i}", f"block_{same_depth(i, blocks, TEACHER_BLOCKS)}") for i in range(blocks - 1)]
     return pairs + [(f"body.{blocks - 1}", "conv_cat")]
 
 

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kit.distill.recipes import check_recipe_keys
+from kit.distill.recorder import closest_paths
 from kit.registry import OptionsKeyError
 
 NEGATIVES = ("bicubic", "ema")
@@ -52,7 +53,7 @@ class TeacherFeatureSpace:
     def __init__(self, teacher: nn.Module, layer: str) -> None:
         modules = dict(teacher.named_modules())
         if layer not in modules or not layer:
-            close = [n for n in modules if n and (layer in n or n in layer)][:5]
+            close = closest_paths(teacher, layer)
             hint = f"; close names: {', '.join(close)}" if close else "; list them with kit-inspect --checkpoint"
             raise OptionsKeyError(f"train:recipes:contrast:layer {layer!r} is not a module of the teacher{hint}")
         self.teacher, self.module = teacher, modules[layer]
