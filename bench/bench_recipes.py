@@ -3,6 +3,7 @@
     python bench/bench_recipes.py --setting cpu      # about 31 min on 2 CPU cores
     python bench/bench_recipes.py --setting gpu      # the GPU-sized setting (bigger teacher, more steps)
     python bench/bench_recipes.py --shipped          # every options/distill*.yml vs its options/student*.yml
+    python bench/bench_recipes.py --shipped distill.yml   # only that file (the other rows of shipped.json kept)
     python bench/bench_recipes.py --setting real     # a pretrained teacher (SPAN x4): see bench/real_teacher.py
 
 Every run trains the student of ``options/distill.yml`` on the bundled training photos and is evaluated on
@@ -249,7 +250,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--recipes", nargs="*", help=f"subset of: {', '.join(RECIPES)}")
     parser.add_argument("--seeds", nargs="*", type=int, help="override the setting's seeds")
     parser.add_argument("--results", default=str(RESULTS), help="folder for the table, JSON and plot")
-    parser.add_argument("--shipped", action="store_true", help="compare every shipped distill file with its twin")
+    parser.add_argument(
+        "--shipped",
+        nargs="*",
+        metavar="FILE",
+        help="compare every shipped distill file with its twin (or only the files named, e.g. distill.yml)",
+    )
     real = parser.add_argument_group("--setting real (a pretrained teacher; bench/real_teacher.py)")
     real.add_argument("--teacher", default=str(real_teacher.DEFAULT_TEACHER), help="teacher checkpoint (AutoTeacher)")
     real.add_argument("--set5", default=str(real_teacher.DEFAULT_SET5), help="Set5 folder (HR, LR_bicubic/X4)")
@@ -261,9 +267,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.setting == "real":
         return real_teacher.main(args)
-    if args.shipped:
+    if args.shipped is not None:
         bundled.build()
-        return {"table": shipped(args.seeds if args.seeds is not None else [0, 1], Path(args.results))}
+        return {"table": shipped(args.seeds if args.seeds is not None else [0, 1], Path(args.results), args.shipped)}
     cfg = SETTINGS[args.setting]
     recipes = args.recipes or cfg["recipes"] or list(RECIPES)
     seeds = args.seeds if args.seeds is not None else cfg["seeds"]
@@ -322,14 +328,23 @@ def main(argv: list[str] | None = None) -> dict:
     return {"runs": runs, "table": table}
 
 
-def shipped(seeds: list[int], results: Path) -> str:
-    """Each shipped distillation file against its scratch twin, as shipped (steps, data, metrics), same seeds."""
-    lines = [
-        "| options file | task | metric | scratch (student*.yml) | distilled | Δ | wall / run (s) |",
-        "|---|---|---|---:|---:|---:|---:|",
-    ]
-    records = []
-    for distill in sorted((REPO_ROOT / "options").glob("distill*.yml")):
+def shipped(seeds: list[int], results: Path, only: list[str] | None = None) -> str:
+    """Each shipped distillation file against its scratch twin, as shipped (steps, data, metrics), same seeds.
+
+    ``only`` (file names, e.g. ``distill.yml``) re-measures those files and keeps the other rows of an earlier
+    ``shipped.json`` in ``results``: one changed file costs its own runs, not the whole table.
+    """
+    files = sorted((REPO_ROOT / "options").glob("distill*.yml"))
+    if only:
+        unknown = sorted(set(only) - {f.name for f in files})
+        if unknown:
+            raise SystemExit(f"--shipped {unknown}: not shipped; choose from {', '.join(f.name for f in files)}")
+        files = [f for f in files if f.name in only]
+    store = results / "shipped.json"
+    rows: dict[str, dict] = {}
+    if only and store.is_file():
+        rows = json.loads(store.read_text()).get("rows", {})
+    for distill in files:
         stem = "" if distill.stem == "distill_pretrained" else distill.stem[len("distill") :]  # same student
         twin = distill.with_name(f"student{stem}.yml")
         opt = load_options(distill)
@@ -349,20 +364,32 @@ def shipped(seeds: list[int], results: Path) -> str:
                 summary = run_training(argv, console=False)
                 walls.append(time.time() - tic)
                 scores[label].append(summary["metrics"]["psnr"])
-                records.append({"file": path.name, "seed": seed, "psnr": summary["metrics"]["psnr"]})
                 print(f"    {summary['metrics']['psnr']:.3f} dB", flush=True)
-        sc, di = statistics.mean(scores["scratch"]), statistics.mean(scores["distill"])
         task = f"x{opt['scale']} SR" if int(opt["scale"]) > 1 else "denoise" if "noise" in distill.stem else "same-size"
+        rows[distill.name] = {
+            "twin": twin.name,
+            "task": task,
+            "metric": metric,
+            "seeds": list(seeds),
+            "scratch": scores["scratch"],
+            "distill": scores["distill"],
+            "wall_s": statistics.mean(walls),
+        }
+    lines = [
+        "| options file | task | metric | seeds | scratch (student*.yml) | distilled | Δ | wall / run (s) |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for name, row in sorted(rows.items()):
+        sc, di = statistics.mean(row["scratch"]), statistics.mean(row["distill"])
         lines.append(
-            f"| `{distill.name}` | {task} | {metric} | {sc:.3f} ± {spread(scores['scratch']):.3f} | "
-            f"{di:.3f} ± {spread(scores['distill']):.3f} | {di - sc:+.3f} | {statistics.mean(walls):.0f} |"
+            f"| `{name}` | {row['task']} | {row['metric']} | {','.join(map(str, row['seeds']))} | "
+            f"{sc:.3f} ± {spread(row['scratch']):.3f} | {di:.3f} ± {spread(row['distill']):.3f} | {di - sc:+.3f} | "
+            f"{row['wall_s']:.0f} |"
         )
     table = "\n".join(lines)
     results.mkdir(parents=True, exist_ok=True)
-    (results / "shipped.md").write_text(
-        f"seeds {seeds}; each file as shipped (its steps, data and metric)\n\n{table}\n"
-    )
-    (results / "shipped.json").write_text(json.dumps(records, indent=1))
+    (results / "shipped.md").write_text(f"each file as shipped (its steps, data and metric)\n\n{table}\n")
+    store.write_text(json.dumps({"rows": rows}, indent=1))
     print(table)
     return table
 

@@ -140,6 +140,24 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         {"balance": BALANCE},
         False,
     ),
+    "cwd_all_r03": (
+        "as cwd_all, each pair at 30% of the pixel loss (weight 100, balanced down to 0.3)",
+        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd", 100.0)},
+        {"balance": {"ratio": 0.3, "warmup_iter": 20}},
+        False,
+    ),
+    "cwd_all_r1": (
+        "as cwd_all, each pair at 100% of the pixel loss (weight 100, balanced down to 1.0)",
+        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd", 100.0)},
+        {"balance": {"ratio": 1.0, "warmup_iter": 20}},
+        False,
+    ),
+    "cwd_all_pool": (
+        "cwd_all + teacher pool (training HR photos and zoom-outs as extra inputs)",
+        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
+        {"balance": BALANCE, "pool": POOL},
+        False,
+    ),
     "fitnets_all": (
         "output-KD + normalised FitNets L2 at every student block (as cwd_all), balanced",
         {"output": OUTPUT_KD, "fit_all": ("all", "fitnets")},
@@ -229,7 +247,7 @@ def run_options(student: str, steps: int, recipe: str, seed: int, teacher: Path,
         where, t_layer, weight = entry if len(entry) == 3 else (*entry, 1.0)
         if where == "all":  # ("all", "cwd" | "fitnets"): one pair per student block
             del distill[name]
-            loss = CWD_LOSS if t_layer == "cwd" else FITNETS_LOSS
+            loss = (CWD_LOSS if t_layer == "cwd" else FITNETS_LOSS) | {"loss_weight": weight}
             for i, (s_layer, t_at) in enumerate(depth_pairs(blocks)):
                 distill[f"{name}_{i}"] = _pair(s_layer, width, t_at, loss)
             continue

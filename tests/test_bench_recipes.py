@@ -109,6 +109,27 @@ def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
             assert all(torch.isfinite(torch.tensor(v)) for v in model.log_dict.values()), (student, recipe)
 
 
+def test_distill_ships_cwd_all_as_the_cpu_setting_measured_it(tmp_path) -> None:
+    """options/distill.yml's pairs and recipes are the cpu setting's cwd_all (EDSR teacher), as measured."""
+    from kit.options import load_options
+
+    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shipped = load_options(REPO / "options/distill.yml")
+    snapshots = [tmp_path / "mid.pth", tmp_path / "final.pth"]
+    measured = bench.run_options("cpu", bench.SETTINGS["cpu"], "cwd_all", 0, shipped["network_t"], snapshots)
+    assert list(shipped["train"]["distill"].values()) == list(measured["train"]["distill"].values())
+    assert [e["teacher"] for e in measured["train"]["distill"].values() if "teacher" in e] == [
+        "body.1",
+        "body.3",
+        "body.5",
+        "body.7",
+    ]
+    assert shipped["train"]["recipes"] == measured["train"]["recipes"]
+    assert shipped["network_g"] == measured["network_g"]
+
+
 def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -> None:
     """options/distill_pretrained.yml's pairs and recipes are the real setting's cwd_all, as measured."""
     from kit.options import load_options
@@ -122,3 +143,29 @@ def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -
     assert shipped["train"]["recipes"] == measured["train"]["recipes"]
     assert shipped["network_g"] == measured["network_g"]
     assert shipped["train"]["pixel_opt"] == measured["train"]["pixel_opt"]
+
+
+def test_shipped_only_remeasures_the_named_files_and_keeps_the_other_rows(tmp_path, monkeypatch) -> None:
+    """``--shipped distill.yml`` trains only that file and its twin; the other rows of shipped.json stay."""
+    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    trained: list[str] = []
+
+    def fake_training(argv, console=True):  # the PSNR says which file ran (no training here)
+        trained.append(argv[1].rsplit("/", 1)[-1])
+        return {"metrics": {"psnr": 31.0 if "distill" in argv[1] else 30.0}}
+
+    monkeypatch.setattr(bench, "run_training", fake_training)
+    old = {"twin": "student_repsr.yml", "task": "x4 SR", "metric": "PSNR-Y, border 4", "seeds": [0, 1]}
+    old |= {"scratch": [29.9, 29.9], "distill": [29.95, 29.95], "wall_s": 100.0}
+    (tmp_path / "shipped.json").write_text(json.dumps({"rows": {"distill_repsr.yml": old}}))
+    table = bench.shipped([0, 1], tmp_path, ["distill.yml"])
+    assert trained == ["student.yml", "student.yml", "distill.yml", "distill.yml"]
+    rows = json.loads((tmp_path / "shipped.json").read_text())["rows"]
+    assert rows["distill_repsr.yml"] == old
+    assert rows["distill.yml"]["scratch"] == [30.0, 30.0] and rows["distill.yml"]["distill"] == [31.0, 31.0]
+    assert "| `distill.yml` | x4 SR | PSNR-Y, border 4 | 0,1 | 30.000 ± 0.000 | 31.000 ± 0.000 | +1.000 |" in table
+    assert "`distill_repsr.yml`" in (tmp_path / "shipped.md").read_text()
+    with pytest.raises(SystemExit, match="not shipped; choose from"):
+        bench.shipped([0], tmp_path, ["distil.yml"])

@@ -214,14 +214,14 @@ def test_kit_student_paths_and_shapes(tmp_path, capsys):
     s, t = sections[student_key], sections[teacher_key]
     assert "RLFNStudent" in student_key and "EDSR" in teacher_key
     assert s["conv_first"] == ("1×32×24×20", "32", "")
-    assert s["body.3"] == ("1×32×24×20", "32", "")  # the shipped CWD pair's student side
+    assert s["body.3"] == ("1×32×24×20", "32", "")  # the shipped last CWD pair's student side
     assert s["upsampler"] == ("1×3×96×80", "3", "")
     assert t["body.7"] == ("1×64×24×20", "64", "")  # ... and its teacher side
     assert t["upsample"] == ("1×64×96×80", "64", "")
 
 
 def test_pair_suggests_the_shipped_cwd_pair(tmp_path, capsys):
-    """``--pair body.3 body.7`` on options/distill.yml prints the entry that file ships (the measured recipe)."""
+    """``--pair body.3 body.7`` on options/distill.yml prints the entry that file ships for it (the last pair)."""
     from kit.options import REPO_ROOT, load_options
 
     opt = load_options(REPO_ROOT / "options/distill.yml")
@@ -229,8 +229,8 @@ def test_pair_suggests_the_shipped_cwd_pair(tmp_path, capsys):
     opt["path"] = {}
     path = tmp_path / "d.yml"
     path.write_text(yaml.safe_dump(opt))
-    assert main(["-opt", str(path), "--pair", "body.3", "body.7", "--name", "cwd"]) == 0
+    assert main(["-opt", str(path), "--pair", "body.3", "body.7", "--name", "cwd_3"]) == 0
     text = capsys.readouterr().out
     printed = parse_yaml(text[text.index("train:") :])["train"]
-    assert printed["distill"]["cwd"] == shipped["distill"]["cwd"]
+    assert printed["distill"]["cwd_3"] == shipped["distill"]["cwd_3"]
     assert printed["recipes"] == shipped["recipes"]

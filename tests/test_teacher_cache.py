@@ -280,15 +280,18 @@ def test_a_missing_teacher_checkpoint_is_named(bundled_root, tmp_path, teacher) 
 
 
 def test_shipped_options_output_only_from_the_command_line(tmp_path) -> None:
-    """``--force_yml train:distill:cwd=null train:teacher_cache=true`` on options/distill.yml: a cached run."""
+    """``--force_yml train:distill:cwd_0=null … train:teacher_cache=true`` on options/distill.yml: a cached run."""
     from kit.options import REPO_ROOT, apply_override, load_options
 
     opt = load_options(REPO_ROOT / "options/distill.yml")
     opt["path"] = {}  # a random teacher of the declared architecture
-    with pytest.raises(OptionsKeyError, match=r"feature pair\(s\) \['cwd'\]"):
+    pairs = [name for name in opt["train"]["distill"] if name.startswith("cwd_")]
+    assert pairs == ["cwd_0", "cwd_1", "cwd_2", "cwd_3"]  # the README's command switches off these four
+    with pytest.raises(OptionsKeyError, match=r"feature pair\(s\) \['cwd_0', 'cwd_1', 'cwd_2', 'cwd_3'\]"):
         apply_override(opt, "train:teacher_cache=true")
         tc.check_cache_usable(opt)
-    apply_override(opt, "train:distill:cwd=null")
+    for name in pairs:
+        apply_override(opt, f"train:distill:{name}=null")
     tc.check_cache_usable(opt)
     model = build(opt, tmp_path)
     assert model.pairs == [] and model.cri_out is not None

@@ -16,7 +16,7 @@
           loss: {type: L2Loss, normalize: true, loss_weight: 1.0}
 
 An entry set to null is off, so a pair of a shipped file can be dropped from the command line:
-``--force_yml train:distill:cwd=null``.
+``--force_yml train:distill:cwd_0=null``.
 
 mmrazor spreads one pair over recorders, connectors, losses and loss_forward_mappings that point at each
 other by string; here everything a pair needs sits in its entry.
