@@ -99,8 +99,9 @@ OUTPUT_KD = {"loss": {"type": "L1Loss", "loss_weight": 1.0}}
 MIX = {"start": 0.0, "end": 1.0, "schedule": "linear"}
 UPCYCLE = {"weight": 1.0, "variants": ["hr_crop", "zoom_out"], "flips": True}
 BALANCE = {"ratio": 0.1, "warmup_iter": 20}
+POOL = {"sources": ["hr", "zoom_out"], "max_side": 384, "cache_root": str(OUT / "pool_cache")}
 
-# recipe name -> (train.distill, train.recipes, several teachers?)
+# recipe name -> (train.distill, train.recipes, several teachers?[, learning-rate factor])
 RECIPES = {
     "scratch": None,
     "output_kd": ({"output": OUTPUT_KD}, {}, False),
@@ -112,6 +113,9 @@ RECIPES = {
     "cwd_balanced": ({"output": OUTPUT_KD, "cwd": CWD_PAIR}, {"balance": BALANCE}, False),
     # a CWD pair at every student block, onto the teacher block at the same relative depth (the real setting's best)
     "cwd_all": ({"output": OUTPUT_KD, "cwd_all": CWD_PAIR}, {"balance": BALANCE}, False),
+    # the real setting's strongest at 600 steps: cwd_all at twice the learning rate, with and without a teacher pool
+    "cwd_all_lr2": ({"output": OUTPUT_KD, "cwd_all": CWD_PAIR}, {"balance": BALANCE}, False, 2.0),
+    "cwd_all_pool_lr2": ({"output": OUTPUT_KD, "cwd_all": CWD_PAIR}, {"balance": BALANCE, "pool": POOL}, False, 2.0),
     "mix+upcycle": ({}, {"mix": MIX, "upcycle": UPCYCLE}, False),
     # the same as output_kd / mix, with the teacher's images precomputed by train.teacher_cache
     "output_kd_cached": ({"output": OUTPUT_KD}, {}, False),
@@ -187,7 +191,8 @@ def run_options(setting: str, cfg: dict, recipe: str, seed: int, teacher_net: di
     if spec is None:
         opt["model_type"] = "KitSRModel"
         return opt
-    distill, recipes, several = copy.deepcopy(spec)
+    distill, recipes, several, *lr_factor = copy.deepcopy(spec)
+    opt["train"]["optim_g"]["lr"] = float(opt["train"]["optim_g"]["lr"]) * (lr_factor[0] if lr_factor else 1.0)
     opt["model_type"] = "DistillModel"
     width = int(opt["network_g"].get("num_feat", 32))
     t_width = int(teacher_net.get("num_feat", 64))

@@ -158,6 +158,24 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         {"balance": BALANCE, "pool": POOL},
         False,
     ),
+    "cwd_all_pool16": (
+        "cwd_all + teacher pool, 16 pool crops per step (twice the GT batch)",
+        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
+        {"balance": BALANCE, "pool": POOL | {"batch": 2 * BATCH}},
+        False,
+    ),
+    "cwd_all_pool768": (
+        "cwd_all + teacher pool, its inputs up to 768 px (HR photos nearly at full size: finer detail)",
+        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
+        {"balance": BALANCE, "pool": POOL | {"max_side": 768}},
+        False,
+    ),
+    "cwd_all_pool256": (
+        "cwd_all + teacher pool, its inputs at most 256 px (HR photos zoomed out ~2x)",
+        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
+        {"balance": BALANCE, "pool": POOL | {"max_side": 256}},
+        False,
+    ),
     "fitnets_all": (
         "output-KD + normalised FitNets L2 at every student block (as cwd_all), balanced",
         {"output": OUTPUT_KD, "fit_all": ("all", "fitnets")},

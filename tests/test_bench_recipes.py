@@ -44,8 +44,19 @@ def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
     teacher_net = dict(cfg["teacher"])
     ckpt = tmp_path / "t.pth"
     torch.save({"params_ema": build_network(dict(teacher_net)).state_dict()}, ckpt)
-    for recipe in bench.RECIPES:
+    import cv2
+    import numpy as np
+
+    (tmp_path / "pool").mkdir()
+    cv2.imwrite(str(tmp_path / "pool/a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
+    base_lr = float(bench.load_options(REPO / "options/distill.yml")["train"]["optim_g"]["lr"])
+    for recipe, spec in bench.RECIPES.items():
         opt = bench.run_options("gpu", cfg, recipe, 0, teacher_net, [ckpt, ckpt])
+        factor = spec[3] if spec is not None and len(spec) > 3 else 1.0  # cwd_all_lr2: twice the learning rate
+        assert float(opt["train"]["optim_g"]["lr"]) == pytest.approx(base_lr * factor), recipe
+        pool = (opt["train"].get("recipes") or {}).get("pool")
+        if pool is not None:  # a tiny pool folder instead of the bundled photos (labelled here, not cached)
+            pool.update(sources=[], folders=[str(tmp_path / "pool")], cache_root=None)
         opt["num_gpu"] = 0
         assert opt["train"]["amp"] == "bf16"  # kept: bf16 autocast also runs on the CPU
         opt["datasets"]["train"]["gt_size"] = 64  # a small dry forward
@@ -131,16 +142,19 @@ def test_distill_ships_cwd_all_as_the_cpu_setting_measured_it(tmp_path) -> None:
 
 
 def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -> None:
-    """options/distill_pretrained.yml's pairs and recipes are the real setting's cwd_all, as measured."""
+    """options/distill_pretrained.yml's pairs, recipes and lr are the real setting's cwd_all_pool at lr 2e-3."""
     from kit.options import load_options
 
     spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    measured = bench.real_teacher.run_options("rlfn32x4", 600, "cwd_all", 0, tmp_path / "span.safetensors")
+    real = bench.real_teacher
+    measured = real.run_options("rlfn32x4", 600, "cwd_all_pool", 0, tmp_path / "span.safetensors", lr=2e-3)
     shipped = load_options(REPO / "options/distill_pretrained.yml")
     assert list(shipped["train"]["distill"].values()) == list(measured["train"]["distill"].values())
+    measured["train"]["recipes"]["pool"].pop("cache_root")  # the benchmark's own folder; the file keeps the default
     assert shipped["train"]["recipes"] == measured["train"]["recipes"]
+    assert float(shipped["train"]["optim_g"]["lr"]) == measured["train"]["optim_g"]["lr"] == 2e-3
     assert shipped["network_g"] == measured["network_g"]
     assert shipped["train"]["pixel_opt"] == measured["train"]["pixel_opt"]
 
