@@ -49,7 +49,7 @@ def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
 
     (tmp_path / "pool").mkdir()
     cv2.imwrite(str(tmp_path / "pool/a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
-    base_lr = float(bench.load_options(REPO / "options/distill.yml")["train"]["optim_g"]["lr"])
+    base_lr = bench.LR  # the benchmark's own, not options/distill.yml's
     for recipe, spec in bench.RECIPES.items():
         opt = bench.run_options("gpu", cfg, recipe, 0, teacher_net, [ckpt, ckpt])
         factor = spec[3] if spec is not None and len(spec) > 3 else 1.0  # cwd_all_lr2: twice the learning rate
@@ -121,7 +121,7 @@ def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
 
 
 def test_distill_ships_cwd_all_as_the_cpu_setting_measured_it(tmp_path) -> None:
-    """options/distill.yml's pairs and recipes are the cpu setting's cwd_all (EDSR teacher), as measured."""
+    """options/distill.yml's pairs, recipes and lr are the cpu setting's cwd_all_lr2 (EDSR teacher), as measured."""
     from kit.options import load_options
 
     spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
@@ -129,7 +129,7 @@ def test_distill_ships_cwd_all_as_the_cpu_setting_measured_it(tmp_path) -> None:
     spec.loader.exec_module(bench)
     shipped = load_options(REPO / "options/distill.yml")
     snapshots = [tmp_path / "mid.pth", tmp_path / "final.pth"]
-    measured = bench.run_options("cpu", bench.SETTINGS["cpu"], "cwd_all", 0, shipped["network_t"], snapshots)
+    measured = bench.run_options("cpu", bench.SETTINGS["cpu"], "cwd_all_lr2", 0, shipped["network_t"], snapshots)
     assert list(shipped["train"]["distill"].values()) == list(measured["train"]["distill"].values())
     assert [e["teacher"] for e in measured["train"]["distill"].values() if "teacher" in e] == [
         "body.1",
@@ -139,6 +139,10 @@ def test_distill_ships_cwd_all_as_the_cpu_setting_measured_it(tmp_path) -> None:
     ]
     assert shipped["train"]["recipes"] == measured["train"]["recipes"]
     assert shipped["network_g"] == measured["network_g"]
+    assert float(shipped["train"]["optim_g"]["lr"]) == measured["train"]["optim_g"]["lr"] == 2e-3
+    scratch = bench.run_options("cpu", bench.SETTINGS["cpu"], "scratch", 0, shipped["network_t"], snapshots)
+    student = load_options(REPO / "options/student.yml")  # the benchmark's scratch is options/student.yml's
+    assert scratch["train"]["optim_g"]["lr"] == float(student["train"]["optim_g"]["lr"]) == 1e-3
 
 
 def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -> None:
