@@ -33,7 +33,7 @@ FITNETS = {
 }
 # label -> train.distill (None: as in the options file, i.e. the shipped default)
 SETTINGS = {
-    "shipped default (output-KD + CWD pair)": None,
+    "shipped default (the options file's train.distill)": None,
     "output-KD only": OUTPUT_KD,
     "output-KD + FitNets pair": {**OUTPUT_KD, "fitnets": FITNETS},
 }

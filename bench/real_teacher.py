@@ -93,7 +93,7 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         False,
     ),
     "cwd": (
-        "output-KD + CWD last block→conv_cat, balanced (options/distill.yml's recipe, with its teacher)",
+        "output-KD + CWD last block→conv_cat, balanced (options/distill.yml's recipe before cwd_all)",
         {"output": OUTPUT_KD, "cwd": ("last", "conv_cat")},
         {"balance": BALANCE},
         False,
