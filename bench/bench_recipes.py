@@ -185,16 +185,16 @@ def run_options(setting: str, cfg: dict, recipe: str, seed: int, teacher_net: di
     if cfg.get("amp"):
         opt["train"]["amp"] = cfg["amp"]
     opt["path"] = {}
-    opt["train"]["optim_g"]["lr"] = LR  # the benchmark's, not the shipped file's: scratch and recipes alike
     spec = RECIPES[recipe]
+    factor = spec[3] if spec is not None and len(spec) > 3 else 1.0
+    opt["train"]["optim_g"]["lr"] = LR * factor  # the benchmark's lr, not the shipped file's: scratch alike
     opt.pop("network_t", None)
     opt["train"].pop("distill", None)
     opt["train"].pop("recipes", None)
     if spec is None:
         opt["model_type"] = "KitSRModel"
         return opt
-    distill, recipes, several, *lr_factor = copy.deepcopy(spec)
-    opt["train"]["optim_g"]["lr"] = LR * (lr_factor[0] if lr_factor else 1.0)
+    distill, recipes, several = copy.deepcopy(spec[:3])
     opt["model_type"] = "DistillModel"
     width = int(opt["network_g"].get("num_feat", 32))
     t_width = int(teacher_net.get("num_feat", 64))
