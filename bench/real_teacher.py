@@ -73,6 +73,19 @@ def depth_pairs(blocks: int) -> list[tuple[str, str]]:
     return pairs + [(f"body.{blocks - 1}", "conv_cat")]
 
 
+def _held_at(base: str, pair: tuple[str, str], ratio: float) -> tuple[str, dict, dict, bool]:
+    """``base`` with its pair(s) at weight 100, balanced down to ``ratio`` of the pixel loss (so the ratio binds)."""
+    what = f"as {base}, {'the pair' if base == 'cwd' else 'each pair'} at {ratio:.0%} of the pixel loss "
+    what += f"(weight 100, balanced down to {ratio:.1f})"
+    balance = {"balance": {"ratio": ratio, "warmup_iter": 20}}
+    return what, {"output": OUTPUT_KD, base: (*pair, 100.0)}, balance, False
+
+
+def _cwd_all_pool(what: str, **pool) -> tuple[str, dict, dict, bool]:
+    """cwd_all plus the teacher pool (``pool`` overrides POOL): the variants measured on top of cwd_all."""
+    return what, {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")}, {"balance": BALANCE, "pool": POOL | pool}, False
+
+
 # recipe -> (what it is, train.distill, train.recipes, teacher cache?, pixel_opt kept?)
 # A pair is (where, teacher layer[, loss weight]): "last"/"mid" = the student's last / middle body block;
 # ("all", "cwd" | "fitnets") = one pair per student block (depth_pairs). PairBalance only scales a pair down
@@ -122,59 +135,25 @@ RECIPES: dict[str, tuple[str, dict, dict, bool]] = {
         {"balance": BALANCE, "pool": POOL},
         False,
     ),
-    "cwd_r03": (
-        "as cwd, the pair at 30% of the pixel loss (weight 100, balanced down to 0.3)",
-        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat", 100.0)},
-        {"balance": {"ratio": 0.3, "warmup_iter": 20}},
-        False,
-    ),
-    "cwd_r1": (
-        "as cwd, the pair at 100% of the pixel loss (weight 100, balanced down to 1.0)",
-        {"output": OUTPUT_KD, "cwd": ("last", "conv_cat", 100.0)},
-        {"balance": {"ratio": 1.0, "warmup_iter": 20}},
-        False,
-    ),
+    "cwd_r03": _held_at("cwd", ("last", "conv_cat"), 0.3),
+    "cwd_r1": _held_at("cwd", ("last", "conv_cat"), 1.0),
     "cwd_all": (
         "output-KD + CWD at every student block (same relative depth in the teacher; last→conv_cat), balanced",
         {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
         {"balance": BALANCE},
         False,
     ),
-    "cwd_all_r03": (
-        "as cwd_all, each pair at 30% of the pixel loss (weight 100, balanced down to 0.3)",
-        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd", 100.0)},
-        {"balance": {"ratio": 0.3, "warmup_iter": 20}},
-        False,
+    "cwd_all_r03": _held_at("cwd_all", ("all", "cwd"), 0.3),
+    "cwd_all_r1": _held_at("cwd_all", ("all", "cwd"), 1.0),
+    "cwd_all_pool": _cwd_all_pool("cwd_all + teacher pool (training HR photos and zoom-outs as extra inputs)"),
+    "cwd_all_pool16": _cwd_all_pool(
+        "cwd_all + teacher pool, 16 pool crops per step (twice the GT batch)", batch=2 * BATCH
     ),
-    "cwd_all_r1": (
-        "as cwd_all, each pair at 100% of the pixel loss (weight 100, balanced down to 1.0)",
-        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd", 100.0)},
-        {"balance": {"ratio": 1.0, "warmup_iter": 20}},
-        False,
+    "cwd_all_pool768": _cwd_all_pool(
+        "cwd_all + teacher pool, its inputs up to 768 px (HR photos nearly at full size: finer detail)", max_side=768
     ),
-    "cwd_all_pool": (
-        "cwd_all + teacher pool (training HR photos and zoom-outs as extra inputs)",
-        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
-        {"balance": BALANCE, "pool": POOL},
-        False,
-    ),
-    "cwd_all_pool16": (
-        "cwd_all + teacher pool, 16 pool crops per step (twice the GT batch)",
-        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
-        {"balance": BALANCE, "pool": POOL | {"batch": 2 * BATCH}},
-        False,
-    ),
-    "cwd_all_pool768": (
-        "cwd_all + teacher pool, its inputs up to 768 px (HR photos nearly at full size: finer detail)",
-        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
-        {"balance": BALANCE, "pool": POOL | {"max_side": 768}},
-        False,
-    ),
-    "cwd_all_pool256": (
-        "cwd_all + teacher pool, its inputs at most 256 px (HR photos zoomed out ~2x)",
-        {"output": OUTPUT_KD, "cwd_all": ("all", "cwd")},
-        {"balance": BALANCE, "pool": POOL | {"max_side": 256}},
-        False,
+    "cwd_all_pool256": _cwd_all_pool(
+        "cwd_all + teacher pool, its inputs at most 256 px (HR photos zoomed out ~2x)", max_side=256
     ),
     "fitnets_all": (
         "output-KD + normalised FitNets L2 at every student block (as cwd_all), balanced",

@@ -137,6 +137,21 @@ def distill_options(bundled_root: Path, name: str, teacher_opt: dict, teacher_ck
     return opt
 
 
+def use_tiny_pool(opt: dict, root: Path) -> None:
+    """Point ``train.recipes.pool`` (if any) at one random 16-px image under ``root``: labelled in memory, no cache."""
+    pool = (opt["train"].get("recipes") or {}).get("pool")
+    if pool is None:
+        return
+    import cv2
+    import numpy as np
+
+    folder = root / "pool"
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        cv2.imwrite(str(folder / "a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
+    pool.update(sources=[], folders=[str(folder)], cache_root=None)
+
+
 def run_train(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: int = 300):
     """Run train.py in a subprocess (cwd chosen by the test); returns the CompletedProcess."""
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))

@@ -10,14 +10,20 @@ import json
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, use_tiny_pool
+
+
+def _bench():
+    """bench/bench_recipes.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
 
 
 @pytest.mark.slow
 def test_bench_recipes_tiny(bundled_root, tmp_path) -> None:
-    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench()
     out = bench.main(
         ["--setting", "tiny", "--recipes", "scratch", "mix", "fitnets_balanced", "--results", str(tmp_path)]
     )
@@ -37,26 +43,16 @@ def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
 
     from tests.helpers import build
 
-    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench()
     cfg = bench.SETTINGS["gpu"]
     teacher_net = dict(cfg["teacher"])
     ckpt = tmp_path / "t.pth"
     torch.save({"params_ema": build_network(dict(teacher_net)).state_dict()}, ckpt)
-    import cv2
-    import numpy as np
-
-    (tmp_path / "pool").mkdir()
-    cv2.imwrite(str(tmp_path / "pool/a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
-    base_lr = bench.LR  # the benchmark's own, not options/distill.yml's
-    for recipe, spec in bench.RECIPES.items():
+    for recipe in bench.RECIPES:
         opt = bench.run_options("gpu", cfg, recipe, 0, teacher_net, [ckpt, ckpt])
-        factor = spec[3] if spec is not None and len(spec) > 3 else 1.0  # cwd_all_lr2: twice the learning rate
-        assert float(opt["train"]["optim_g"]["lr"]) == pytest.approx(base_lr * factor), recipe
-        pool = (opt["train"].get("recipes") or {}).get("pool")
-        if pool is not None:  # a tiny pool folder instead of the bundled photos (labelled here, not cached)
-            pool.update(sources=[], folders=[str(tmp_path / "pool")], cache_root=None)
+        lr = 2 * bench.LR if recipe.endswith("_lr2") else bench.LR  # the benchmark's own, not distill.yml's
+        assert float(opt["train"]["optim_g"]["lr"]) == pytest.approx(lr), recipe
+        use_tiny_pool(opt, tmp_path)  # a tiny pool folder instead of the bundled photos (labelled here, not cached)
         opt["num_gpu"] = 0
         assert opt["train"]["amp"] == "bf16"  # kept: bf16 autocast also runs on the CPU
         opt["datasets"]["train"]["gt_size"] = 64  # a small dry forward
@@ -71,22 +67,16 @@ def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
 @pytest.mark.slow
 def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
     """The real-teacher setting's options wire for every recipe and student (a random SPAN stands in)."""
-    import cv2
-    import numpy as np
     import torch
 
     from tests.helpers import build
     from tests.test_shipped_options import random_span_checkpoint
 
-    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench()
     real = bench.real_teacher
     with pytest.raises(SystemExit, match="does not exist; pass --teacher"):
         real.check_teacher(tmp_path / "missing.safetensors")
     ckpt = random_span_checkpoint(tmp_path / "span.safetensors")
-    (tmp_path / "pool").mkdir()
-    cv2.imwrite(str(tmp_path / "pool/a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
     first = next(iter(real.STUDENTS))
     for student in real.STUDENTS:
         for recipe, (_, distill, _, cached) in real.RECIPES.items():
@@ -108,9 +98,7 @@ def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
                 continue  # the other student differs only in the pairs' layers: built and stepped where it has pairs
             assert opt["network_t"] == {"type": "AutoTeacher"} and opt["path"]["pretrain_network_t"] == str(ckpt)
             opt["train"].pop("teacher_cache", None)  # the cache has its own tests
-            pool = opt["train"]["recipes"].get("pool")
-            if pool is not None:
-                pool.update(sources=[], folders=[str(tmp_path / "pool")], cache_root=None)
+            use_tiny_pool(opt, tmp_path)
             opt["num_gpu"] = 0
             opt["datasets"]["train"]["gt_size"] = 32
             model = build(opt, tmp_path)  # the dry forward checks every pair's shapes (conv_cat, block_3)
@@ -124,9 +112,7 @@ def test_distill_ships_cwd_all_as_the_cpu_setting_measured_it(tmp_path) -> None:
     """options/distill.yml's pairs, recipes and lr are the cpu setting's cwd_all_lr2 (EDSR teacher), as measured."""
     from kit.options import load_options
 
-    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench()
     shipped = load_options(REPO / "options/distill.yml")
     snapshots = [tmp_path / "mid.pth", tmp_path / "final.pth"]
     measured = bench.run_options("cpu", bench.SETTINGS["cpu"], "cwd_all_lr2", 0, shipped["network_t"], snapshots)
@@ -149,9 +135,7 @@ def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -
     """options/distill_pretrained.yml's pairs, recipes and lr are the real setting's cwd_all_pool at lr 2e-3."""
     from kit.options import load_options
 
-    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench()
     real = bench.real_teacher
     measured = real.run_options("rlfn32x4", 600, "cwd_all_pool", 0, tmp_path / "span.safetensors", lr=2e-3)
     shipped = load_options(REPO / "options/distill_pretrained.yml")
@@ -165,9 +149,7 @@ def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -
 
 def test_shipped_only_remeasures_the_named_files_and_keeps_the_other_rows(tmp_path, monkeypatch) -> None:
     """``--shipped distill.yml`` trains only that file and its twin; the other rows of shipped.json stay."""
-    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench()
     trained: list[str] = []
 
     def fake_training(argv, console=True):  # the PSNR says which file ran (no training here)

@@ -13,7 +13,7 @@ import torch
 from kit.archs.deploy import count_params, deploy_network
 from kit.distill.gt_free import train_provides_gt
 from kit.options import load_options
-from tests.helpers import REPO, build
+from tests.helpers import REPO, build, use_tiny_pool
 
 SHIPPED = sorted((REPO / "options").glob("*.yml"))
 TWINS = {"distill_pretrained": "student"}  # a downloaded teacher, the same student as the main job
@@ -60,14 +60,7 @@ def test_builds_and_steps(path, tmp_path, amp) -> None:
     elif opt.get("network_t", {}).get("type") == "AutoTeacher":  # detected from a checkpoint: a tiny RRDBNet one
         opt["path"]["pretrain_network_t"] = str(_tiny_rrdbnet(tmp_path / "rrdbnet.pth", int(opt["scale"])))
     opt["train"].pop("teacher_cache", None)  # the cache's own tests cover it; this checks the wiring
-    pool = (opt["train"].get("recipes") or {}).get("pool")
-    if pool is not None:  # the teacher labels one small image here, in memory
-        import cv2
-        import numpy as np
-
-        (tmp_path / "pool").mkdir()
-        cv2.imwrite(str(tmp_path / "pool/a.png"), np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8))
-        pool.update(sources=[], folders=[str(tmp_path / "pool")], cache_root=None)
+    use_tiny_pool(opt, tmp_path)  # the teacher labels one small image here, in memory
     opt["num_gpu"] = 0
     opt["datasets"]["train"]["gt_size"] = 32
     if "lq_size" in opt["datasets"]["train"]:
