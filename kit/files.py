@@ -45,7 +45,7 @@ def staged_folder(dest: str | Path, if_exists: IfExists = "error") -> Iterator[P
             if if_exists == "keep":
                 return
             if if_exists == "error":
-                raise FileExistsError(f"'{dest}' already exists; it is not overwritten (delete it or choose another name)")
+                raise FileExistsError(f"'{dest}' already exists; it is not overwritten (delete it or choose another)")
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)
             else:
