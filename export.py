@@ -1,12 +1,12 @@
 """Export the student of an options file to a verified ONNX submission: ``python export.py -opt options/distill.yml``.
 
-See :mod:`kit.export.submission` for the flags and the checks.
+See :mod:`kit.cli.export` for the flags and :mod:`kit.export.submission` for the checks.
 """
 
 import sys
 
 import kit  # noqa: F401  (compat + registries)
-from kit.export import main
+from kit.cli.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@
 # ../shared/ (KIT_REAL_TEACHER / KIT_SET5 override), or copied into the worktree and carried:
 #   mkdir -p experiments/pretrained datasets && cp ../shared/teachers/spanx4_ch48.safetensors experiments/pretrained/
 #   cp -r ../shared/benchmarks/Set5 datasets/      # then carry [".whl", "experiments/pretrained", "datasets/Set5"]
-# It is skipped, with a message, when bench_recipes.py has no --setting real (issue 14 not merged) or they are
+# It is skipped, with a message, when bench/recipes.py has no --setting real (issue 14 not merged) or they are
 # missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -80,19 +80,19 @@ step() {  # step NAME LIMIT_S COMMAND...: run (at most LIMIT_S), keep its output
 # 1. The metrics on the GPU equal BasicSR's numpy reference (the tests, on the GPU).
 step metrics_tests 60 env KIT_TEST_DEVICE="$device" "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_metrics.py tests/test_tiled.py
 # 2. Issue 4: PSNR+SSIM over a folder, torch on the GPU vs BasicSR's numpy (target >= 20x).
-step bench_metrics 45 "$PYTHON" bench/bench_metrics.py --repeat 5
+step bench_metrics 45 "$PYTHON" -m bench metrics --repeat 5
 # 3. A distillation step vs student step + teacher inference (fp32, bf16); compiled vs eager (fp32, bf16).
-step bench_distill_step 30 "$PYTHON" bench/bench_distill_step.py --device "$device" --iters "$iters"
-step bench_distill_step_bf16 30 "$PYTHON" bench/bench_distill_step.py --device "$device" --iters "$iters" --amp bf16
-step bench_compile 90 "$PYTHON" bench/bench_compile.py --device "$device" --iters "$compile_iters" --repeat 3 $cache
-step bench_compile_bf16 75 "$PYTHON" bench/bench_compile.py --device "$device" --iters "$compile_iters" --repeat 3 $cache --amp bf16
+step bench_distill_step 30 "$PYTHON" -m bench distill_step --device "$device" --iters "$iters"
+step bench_distill_step_bf16 30 "$PYTHON" -m bench distill_step --device "$device" --iters "$iters" --amp bf16
+step bench_compile 90 "$PYTHON" -m bench compile --device "$device" --iters "$compile_iters" --repeat 3 $cache
+step bench_compile_bf16 75 "$PYTHON" -m bench compile --device "$device" --iters "$compile_iters" --repeat 3 $cache --amp bf16
 # 4. The loader's samples/s by workers beside the step rates; 1100/s: an EDSR-64x16 step at batch 16 on an H200.
-step bench_loader 60 "$PYTHON" bench/bench_loader.py --device "$device" --batches "$loader_batches" --workers $workers \
+step bench_loader 60 "$PYTHON" -m bench loader --device "$device" --batches "$loader_batches" --workers $workers \
     --step-rate 1100
 # 5. NTIRE-style runtime of each shipped student (CUDA events around each whole-image forward, cudnn.benchmark off).
-step bench_runtime 30 "$PYTHON" bench/bench_runtime.py --device "$device" --repeat 3
+step bench_runtime 30 "$PYTHON" -m bench runtime --device "$device" --repeat 3
 # 6. The offline teacher cache vs the live teacher.
-step bench_teacher_cache 30 "$PYTHON" bench/bench_teacher_cache.py --device "$device" --iters "$iters"
+step bench_teacher_cache 30 "$PYTHON" -m bench teacher_cache --device "$device" --iters "$iters"
 # 7. A short `real` recipes run: the pretrained SPAN x4 teacher, the shipped student, scratch vs the CWD recipe.
 teacher=${KIT_REAL_TEACHER:-}
 set5=${KIT_SET5:-}
@@ -102,12 +102,12 @@ done
 for s in datasets/Set5 ../shared/benchmarks/Set5; do
     [ -n "$set5" ] || { [ -d "$s" ] && set5=$s; }
 done
-if ! grep -q '"real"' bench/bench_recipes.py; then
-    skip recipes_real "bench_recipes.py has no --setting real yet (issue 14 not on this branch)"
+if ! grep -q '"real"' bench/recipes.py; then
+    skip recipes_real "bench/recipes.py has no --setting real yet (issue 14 not on this branch)"
 elif [ -z "$teacher" ] || [ -z "$set5" ]; then
     skip recipes_real "no SPAN x4 teacher / Set5 here (see the header: copy them into the worktree and carry them)"
 else
-    step recipes_real 120 "$PYTHON" bench/bench_recipes.py --setting real --teacher "$teacher" --set5 "$set5" \
+    step recipes_real 120 "$PYTHON" -m bench recipes --setting real --teacher "$teacher" --set5 "$set5" \
         --students rlfn32x4 --steps 600 --seeds 0 --recipes scratch cwd --results "$out/recipes_real"
 fi
 # 8. The main job end to end with bf16 autocast (teacher stage, then the student with its CWD pair).

@@ -1,9 +1,10 @@
-"""Checkpoints: safe loading (never unpickle code), atomic saving, readable key-mismatch errors.
+"""Checkpoints: safe loading (never unpickle code), atomic saving, key-mismatch summaries.
 
 Every checkpoint the kit reads goes through :func:`load_checkpoint`: ``.safetensors`` through safetensors,
 anything else through ``torch.load(weights_only=True)``, which refuses pickles that need arbitrary objects.
 Every checkpoint the kit writes goes through :func:`save_atomic`: a temporary file in the same folder,
 then ``os.replace``, so a run killed mid-write never leaves a half-written file under the final name.
+Loading weights into a network (strict, with a hint of what foreign weights are) is :mod:`kit.pretrained`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 
 class CheckpointError(RuntimeError):
@@ -135,33 +135,6 @@ def describe_mismatch(expected: Mapping[str, torch.Tensor], got: Mapping[str, to
             f"checkpoint {tuple(got[k].shape)})"
         )
     return "; ".join(parts)
-
-
-def load_into(net: nn.Module, state: Mapping[str, torch.Tensor], source: str, strict: bool = True) -> None:
-    """``net.load_state_dict`` with one readable error instead of torch's list of every key.
-
-    The error names the missing, unexpected and mis-shaped keys (a few of each) and what the weights look like
-    (:func:`kit.pretrained.looks_like`).
-    """
-    expected = net.state_dict()
-    summary = describe_mismatch(expected, state)
-    if summary and (strict or any(k in state and expected[k].shape != state[k].shape for k in expected)):
-        raise CheckpointError(
-            f"{source} does not fit {type(net).__name__} ({len(expected)} tensors): {summary}. "
-            "Check that network options (type, widths, depths, scale) match the ones it was trained with. "
-            + _looks_like(state, net)
-        )
-    net.load_state_dict(dict(state), strict=strict)
-
-
-def _looks_like(state: Mapping[str, torch.Tensor], net: nn.Module) -> str:
-    """:func:`kit.pretrained.looks_like`, or nothing if the guess itself fails (the mismatch error must still show)."""
-    from kit.pretrained import looks_like
-
-    try:
-        return looks_like(state, net)
-    except Exception:  # a guess is a hint; never let it hide the real error
-        return ""
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:

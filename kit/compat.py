@@ -12,9 +12,9 @@ that fails if it regresses. :func:`install` is idempotent and runs on ``import k
 4. ``SRModel.nondist_validation`` calls ``torch.cuda.empty_cache()`` each image: harmless, left alone.
 
 What the kit does *instead of* BasicSR is not here: its models' safe loading, atomic saves, any optimizer
-and CPU DDP (:mod:`kit.models.base_io`), resume from the experiment folder (:mod:`kit.resume`), the safe
+and CPU DDP (:mod:`kit.models.base_io`), resume from the experiment folder (:mod:`kit.run.resume`), the safe
 options loader and ``--force_yml`` without ``exec`` (:mod:`kit.options`), and the training loop
-(:mod:`kit.pipeline`).
+(:mod:`kit.run`).
 """
 
 from __future__ import annotations

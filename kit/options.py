@@ -7,10 +7,10 @@ applies ``--force_yml`` through ``exec``.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,23 +168,20 @@ def finalize(opt: dict[str, Any], is_train: bool = True, root: Path = REPO_ROOT)
     return opt
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    """``train.py``'s flags, with BasicSR's meaning."""
-    parser = argparse.ArgumentParser(description="Train a restoration network or distil a teacher into a student.")
-    parser.add_argument("-opt", required=True, help="options YAML file, e.g. options/distill.yml")
-    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="'pytorch' under torchrun")
-    parser.add_argument("--auto_resume", action="store_true", help="continue from the experiment's newest state")
-    parser.add_argument("--debug", action="store_true", help="name the run debug_*, log and validate every 8 iters")
-    parser.add_argument("--local_rank", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--force_yml", nargs="+", default=None, help="override options, e.g. train:total_iter=100")
-    return parser
+@dataclass
+class TrainFlags:
+    """``train.py``'s flags, with BasicSR's meaning (parsed by :func:`kit.cli.train.parse_args`)."""
+
+    opt: str
+    launcher: str = "none"
+    auto_resume: bool = False
+    debug: bool = False
+    local_rank: int = 0
+    force_yml: list[str] | None = None
 
 
-def parse_train_options(
-    argv: list[str] | None = None, root: Path = REPO_ROOT
-) -> tuple[dict[str, Any], argparse.Namespace]:
-    """Parse ``train.py``'s command line into a finalized options dict (no distributed setup here)."""
-    args = build_arg_parser().parse_args(argv)
+def parse_train_options(args: TrainFlags, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """``train.py``'s flags into a finalized options dict (no distributed setup here)."""
     opt = load_options(args.opt)
     check_options(opt, str(args.opt))
     for entry in args.force_yml or []:
@@ -199,4 +196,4 @@ def parse_train_options(
             opt["val"]["val_freq"] = 8
         opt["logger"].update(print_freq=1, save_checkpoint_freq=8)
     opt["opt_path"] = str(Path(args.opt).resolve())
-    return opt, args
+    return opt

@@ -9,9 +9,9 @@ default ``params``; the EMA copy with ``params_ema``), which the kit's models
 * the weights are the checkpoint's ``param_key`` entry, else ``params``, ``params_ema``, ``state_dict``, … , else
   the file itself when it is a bare state dict (:func:`kit.checkpoint.extract_state_dict`), so a published
   ``{'params': ...}`` or bare file gives ``net_g`` and its EMA copy the same weights;
-* a key or shape mismatch raises one :class:`~kit.checkpoint.CheckpointError` naming the missing, unexpected and
-  mis-shaped keys and saying what the weights look like (:func:`looks_like`): the network's other form
-  (``deploy``), another kit student (key layout), or an architecture spandrel detects.
+* a key or shape mismatch raises one :class:`~kit.checkpoint.CheckpointError` (:func:`load_into`) naming the
+  missing, unexpected and mis-shaped keys and saying what the weights look like (:func:`looks_like`): the network's
+  other form (``deploy``), another kit student (key layout), or an architecture spandrel detects.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from kit.checkpoint import extract_state_dict, load_checkpoint, load_into
+from kit.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, load_checkpoint
+from kit.teachers.auto import detected_id
 
-__all__ = ["found_key", "load_weights", "looks_like"]
+__all__ = ["found_key", "load_into", "load_weights", "looks_like"]
 
 _DIGITS = re.compile(r"\d+")
 _MATCH = 0.9  # share of key patterns two layouts must have in common to be called the same architecture
@@ -68,6 +69,31 @@ def load_weights(
     state = extract_state_dict(ckpt, param_key, explicit=explicit)
     load_into(net, state, f"checkpoint '{path}' [{key}]", strict=strict)
     return key
+
+
+def load_into(net: nn.Module, state: Mapping[str, torch.Tensor], source: str, strict: bool = True) -> None:
+    """``net.load_state_dict`` with one readable error instead of torch's list of every key.
+
+    The error names the missing, unexpected and mis-shaped keys (a few of each) and what the weights look like
+    (:func:`looks_like`).
+    """
+    expected = net.state_dict()
+    summary = describe_mismatch(expected, state)
+    if summary and (strict or any(k in state and expected[k].shape != state[k].shape for k in expected)):
+        raise CheckpointError(
+            f"{source} does not fit {type(net).__name__} ({len(expected)} tensors): {summary}. "
+            "Check that network options (type, widths, depths, scale) match the ones it was trained with. "
+            + _looks_like(state, net)
+        )
+    net.load_state_dict(dict(state), strict=strict)
+
+
+def _looks_like(state: Mapping[str, torch.Tensor], net: nn.Module) -> str:
+    """:func:`looks_like`, or nothing if the guess itself fails (the mismatch error must still show)."""
+    try:
+        return looks_like(state, net)
+    except Exception:  # a guess is a hint; never let it hide the real error
+        return ""
 
 
 def _patterns(keys: Any) -> set[str]:
@@ -120,12 +146,6 @@ def _kit_student(state: Mapping[str, torch.Tensor]) -> tuple[str, float] | None:
     return best if best is not None and best[1] >= _MATCH else None
 
 
-def _spandrel_id(state: Mapping[str, torch.Tensor]) -> str | None:
-    from kit.teachers.auto import _detected_id
-
-    return _detected_id(state)
-
-
 def _span_entry(state: Mapping[str, torch.Tensor]) -> str:
     from kit.archs.span_student import span_arguments
 
@@ -143,7 +163,7 @@ def looks_like(state: Mapping[str, torch.Tensor], net: nn.Module) -> str:
     if other:
         return other
     student = _kit_student(state)
-    arch = _spandrel_id(state)
+    arch = detected_id(state)
     if student is not None:
         name, share = student
         entry = _span_entry(state) if name == "SPANStudent" else f"{{type: {name}, ...}}"

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kit.checkpoint import CheckpointError, extract_state_dict, load_checkpoint, load_into
+from kit.checkpoint import CheckpointError, extract_state_dict, load_checkpoint
 from kit.options import REPO_ROOT, resolve_path
+from kit.pretrained import load_into
 
 __all__ = [
     "BicubicRunner",

@@ -8,7 +8,7 @@ number written with a suffix (``total_iter: 20k``), naming the key. Free-form ma
   :mod:`kit.registry` refuses an argument the class does not take;
 - mappings keyed by names the user chooses (``datasets``, ``val.metrics``, ``train.distill``, ``teachers``),
   whose entries are checked by their own parsers (:mod:`kit.distill.pairs`, :mod:`kit.teachers.multi`,
-  :mod:`kit.distill.recipes`, :mod:`kit.distill.teacher_cache`).
+  :mod:`kit.distill.recipes` (each recipe's constructor), :mod:`kit.teachers.cache`).
 
 The lists come from reading the code: ``opt[...]``/``.get(...)`` across ``kit/`` and the BasicSR 1.4.2 pieces the
 kit uses (``build_dataloader``, ``PairedImageDataset``, ``MessageLogger``, ``SRModel``/``BaseModel``).
@@ -58,7 +58,7 @@ SECTIONS: dict[str, Any] = {
     "name": ANY,
     "model_type": ANY,
     "scale": INT,
-    "num_gpu": ANY,  # an integer or 'auto' (checked in kit.pipeline against the GPUs present)
+    "num_gpu": ANY,  # an integer or 'auto' (checked in kit.run.startup against the GPUs present)
     "manual_seed": INT,
     "find_unused_parameters": BOOL,
     "dist_params": FREE,

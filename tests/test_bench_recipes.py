@@ -5,25 +5,17 @@ from __future__ import annotations
 import kit  # noqa: F401
 
 # isort: split
-import importlib.util
 import json
 
 import pytest
 
+from bench import recipes as bench
+from bench import recipes_real as real
 from tests.helpers import REPO, use_tiny_pool
-
-
-def _bench():
-    """bench/bench_recipes.py as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_recipes", REPO / "bench/bench_recipes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 @pytest.mark.slow
 def test_bench_recipes_tiny(bundled_root, tmp_path) -> None:
-    bench = _bench()
     out = bench.main(
         ["--setting", "tiny", "--recipes", "scratch", "mix", "fitnets_balanced", "--results", str(tmp_path)]
     )
@@ -43,7 +35,6 @@ def test_gpu_setting_options_build_for_every_recipe(tmp_path) -> None:
 
     from tests.helpers import build
 
-    bench = _bench()
     cfg = bench.SETTINGS["gpu"]
     teacher_net = dict(cfg["teacher"])
     ckpt = tmp_path / "t.pth"
@@ -72,8 +63,6 @@ def test_real_setting_options_build_and_step_for_every_recipe(tmp_path) -> None:
     from tests.helpers import build
     from tests.test_shipped_options import random_span_checkpoint
 
-    bench = _bench()
-    real = bench.real_teacher
     with pytest.raises(SystemExit, match="does not exist; pass --teacher"):
         real.check_teacher(tmp_path / "missing.safetensors")
     ckpt = random_span_checkpoint(tmp_path / "span.safetensors")
@@ -112,7 +101,6 @@ def test_distill_ships_cwd_all_as_the_cpu_setting_measured_it(tmp_path) -> None:
     """options/distill.yml's pairs, recipes and lr are the cpu setting's cwd_all_lr2 (EDSR teacher), as measured."""
     from kit.options import load_options
 
-    bench = _bench()
     shipped = load_options(REPO / "options/distill.yml")
     snapshots = [tmp_path / "mid.pth", tmp_path / "final.pth"]
     measured = bench.run_options("cpu", bench.SETTINGS["cpu"], "cwd_all_lr2", 0, shipped["network_t"], snapshots)
@@ -135,8 +123,6 @@ def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -
     """options/distill_pretrained.yml's pairs, recipes and lr are the real setting's cwd_all_pool at lr 2e-3."""
     from kit.options import load_options
 
-    bench = _bench()
-    real = bench.real_teacher
     measured = real.run_options("rlfn32x4", 600, "cwd_all_pool", 0, tmp_path / "span.safetensors", lr=2e-3)
     shipped = load_options(REPO / "options/distill_pretrained.yml")
     assert list(shipped["train"]["distill"].values()) == list(measured["train"]["distill"].values())
@@ -149,12 +135,11 @@ def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -
 
 def test_shipped_only_remeasures_the_named_files_and_keeps_the_other_rows(tmp_path, monkeypatch) -> None:
     """``--shipped distill.yml`` trains only that file and its twin; the other rows of shipped.json stay."""
-    bench = _bench()
     trained: list[str] = []
 
-    def fake_training(argv, console=True):  # the PSNR says which file ran (no training here)
-        trained.append(argv[1].rsplit("/", 1)[-1])
-        return {"metrics": {"psnr": 31.0 if "distill" in argv[1] else 30.0}}
+    def fake_training(flags, console=True):  # the PSNR says which file ran (no training here)
+        trained.append(flags.opt.rsplit("/", 1)[-1])
+        return {"metrics": {"psnr": 31.0 if "distill" in flags.opt else 30.0}}
 
     monkeypatch.setattr(bench, "run_training", fake_training)
     old = {"twin": "student_repsr.yml", "task": "x4 SR", "metric": "PSNR-Y, border 4", "seeds": [0, 1]}

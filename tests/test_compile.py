@@ -20,8 +20,9 @@ import torch
 from basicsr.archs import build_network
 from safetensors.torch import load_file
 
+from kit.cli.train import parse_args
 from kit.models.compiling import compile_options, eager, is_compiled
-from kit.pipeline import run_training
+from kit.run import run_training
 from tests.helpers import build, distill_options, tiny_teacher_checkpoint, write_options
 
 pytestmark = pytest.mark.slow
@@ -73,7 +74,7 @@ def test_compile_options() -> None:
 def test_hooks_of_a_second_network_of_the_same_class_are_traced() -> None:
     """A network compiled after another of its class (the student after the teacher stage in one process, a
     teacher of the student's class): its recorder's hooks still run (dynamo would reuse the hook-less graph)."""
-    from kit.distill.recorder import FeatureRecorder
+    from kit.distill.pairs.recorder import FeatureRecorder
     from kit.models.compiling import compile_in_place
 
     x = torch.rand(2, 3, 8, 8)
@@ -163,7 +164,7 @@ def test_compiled_steps_equal_eager_steps(bundled_root: Path, tmp_path: Path) ->
 def test_compiled_run_resumes_and_exports_plain_weights(bundled_root: Path, tmp_path: Path) -> None:
     """train.py with compile, bf16 autocast and channels_last: 4 iters, resumed to 6; the checkpoints and the
     resume state hold plain names; export.py's weights load strictly into an uncompiled student."""
-    from kit.export import main as export_main
+    from kit.cli.export import main as export_main
 
     opt = _options(
         bundled_root,
@@ -174,14 +175,16 @@ def test_compiled_run_resumes_and_exports_plain_weights(bundled_root: Path, tmp_
     opt["train"].update(compile=True, amp="bf16", channels_last=True)
     opt["datasets"]["train"]["num_worker_per_gpu"] = "auto"
     opt_file = write_options(tmp_path / "o.yml", opt)
-    first = run_training(["-opt", str(opt_file)], root=tmp_path)
+    first = run_training(parse_args(["-opt", str(opt_file)]), root=tmp_path)
     assert first["iters"] == 4
     exp = Path(first["experiments_root"])
     log = "".join(p.read_text() for p in exp.glob("train_*.log"))
     assert "train.compile: student, teacher 'teacher', connectors (mode default)" in log
     assert "Train loader: 0 worker(s) per GPU (training on the CPU" in log  # auto, on the CPU
 
-    resumed = run_training(["-opt", str(opt_file), "--auto_resume", "--force_yml", "train:total_iter=6"], root=tmp_path)
+    resumed = run_training(
+        parse_args(["-opt", str(opt_file), "--auto_resume", "--force_yml", "train:total_iter=6"]), root=tmp_path
+    )
     assert resumed["iters"] == 6
     log = "".join(p.read_text() for p in exp.glob("train_*.log"))
     assert "Resuming from" in log and "iter 4" in log

@@ -12,7 +12,7 @@ from torch import nn
 import kit  # noqa: F401  (first: adapts BasicSR to current torchvision, registers the kit)
 
 # isort: split
-from kit.distill import CONNECTOR_REGISTRY, ConvConnector, IdentityConnector, build_connector
+from kit.distill.pairs import CONNECTOR_REGISTRY, ConvConnector, IdentityConnector, build_connector
 
 DEVICE = torch.device(os.environ.get("KIT_TEST_DEVICE", "cpu"))
 

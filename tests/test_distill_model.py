@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from kit.distill.pairs import DistillOptionsError
-from kit.pipeline import run_training
+from kit.cli.train import parse_args
+from kit.distill.pairs.wiring import DistillOptionsError
+from kit.run import run_training
+from kit.run.state import ResumeState
 from tests.helpers import (
     REPO,
     build,
@@ -65,8 +67,9 @@ def test_checkpoint_holds_student_only_and_state_holds_connectors(bundled_root, 
     model = build(distill_options(bundled_root, "d", *teacher), tmp_path)
     model.feed_data(batch())
     model.optimize_parameters(1)
-    model.save(0, 1)
+    model.save(0, 1)  # the weights; the run writes the resume state, with the model's part in it
     exp = tmp_path / "experiments/d"
+    ResumeState(epoch=0, current_iter=1, model=model.training_state()).save(exp / "training_states")
     ckpt = torch.load(exp / "models/net_g_1.pth", weights_only=True)
     assert set(ckpt["params"]) == set(model.net_g.state_dict())
     state = torch.load(exp / "training_states/1.state", weights_only=True)
@@ -159,7 +162,7 @@ def test_end_to_end_run_logs_each_term(bundled_root, tmp_path, teacher) -> None:
     opt = distill_options(
         bundled_root, "d", *teacher, **{"train:total_iter": 4, "val:val_freq": 2, "val:compare_every": 2}
     )
-    summary = run_training(["-opt", str(write_options(tmp_path / "o.yml", opt))], root=tmp_path)
+    summary = run_training(parse_args(["-opt", str(write_options(tmp_path / "o.yml", opt))]), root=tmp_path)
     pictures = sorted((tmp_path / "experiments/d/visualization").glob("compare_*.png"))
     assert [p.name for p in pictures] == ["compare_coffee_4.png"]  # 2nd validation (iter 4), 1st val image
     history = (tmp_path / "experiments/d/history.jsonl").read_text()
@@ -185,10 +188,10 @@ def test_teacher_stage_then_same_student_as_with_an_existing_teacher(bundled_roo
     ckpt = tmp_path / "experiments/t/models/net_g_latest.pth"
     opt = distill_options(bundled_root, "first", teacher_opt["network_g"], ckpt, **{"train:total_iter": 2})
     opt["path"]["teacher_recipe"] = str(recipe)
-    run_training(["-opt", str(write_options(tmp_path / "a.yml", opt))], root=tmp_path)
+    run_training(parse_args(["-opt", str(write_options(tmp_path / "a.yml", opt))]), root=tmp_path)
     assert ckpt.is_file()
     opt["name"] = "second"
-    run_training(["-opt", str(write_options(tmp_path / "b.yml", opt))], root=tmp_path)
+    run_training(parse_args(["-opt", str(write_options(tmp_path / "b.yml", opt))]), root=tmp_path)
     first = torch.load(tmp_path / "experiments/first/models/net_g_latest.pth", weights_only=True)["params"]
     second = torch.load(tmp_path / "experiments/second/models/net_g_latest.pth", weights_only=True)["params"]
     for k, v in first.items():

@@ -16,7 +16,7 @@ import torch
 from basicsr.archs import build_network
 
 from kit.cli.eval import main
-from kit.evaluation import degraded_pairs, evaluate, folder_pairs, training_degradation
+from kit.evaluation import EvalSettings, degraded_pairs, evaluate, folder_pairs, training_degradation
 from kit.export.onnx_export import export_onnx
 from kit.runners import BicubicRunner, OnnxRunner, TorchRunner, load_student
 from tests.helpers import DEVICE, REPO, distill_options, tiny_options, tiny_teacher_checkpoint, write_options
@@ -209,7 +209,7 @@ def test_tiled_evaluation_equals_whole_image(bundled_root):
     models = {"student": TorchRunner(net, DEVICE)}
     pairs = folder_pairs(bundled_root / "val/LR_bicubic/X4", bundled_root / "val/HR", 4)
     whole = evaluate(models, pairs, 4)
-    tiled = evaluate(models, pairs, 4, tile=32, tile_overlap=10)  # receptive field 7 < overlap
+    tiled = evaluate(models, pairs, 4, settings=EvalSettings(tile=32, tile_overlap=10))  # receptive field 7 < overlap
     assert tiled.tile == 32
     for a, b in zip(whole.rows, tiled.rows):
         assert a.image == b.image and a.psnr == pytest.approx(b.psnr, abs=1e-4)
@@ -219,9 +219,8 @@ def test_lpips_random_backbone_and_missing_weights(bundled_root, student, tmp_pa
     from kit.metrics.lpips_metric import LPIPSMetric
 
     pairs = folder_pairs(bundled_root / "val/LR_bicubic/X4", bundled_root / "val/HR", 4)
-    result = evaluate(
-        {"bicubic": BicubicRunner(4, "torch")}, pairs, 4, lpips=LPIPSMetric("alex", False), lpips_name="alex"
-    )
+    settings = EvalSettings(lpips=LPIPSMetric("alex", False), lpips_name="alex")
+    result = evaluate({"bicubic": BicubicRunner(4, "torch")}, pairs, 4, settings=settings)
     assert all(r.lpips is not None and np.isfinite(r.lpips) for r in result.rows)
     result.write_csv(tmp_path / "l.csv")
     assert "lpips" in (tmp_path / "l.csv").read_text().splitlines()[0]

@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from safetensors.torch import load_file
 
 import kit.export.submission as submission
-from kit.export import main
+from kit.cli.export import main
 from tests.helpers import REPO, tiny_options, write_options
 
 RLFN = {"type": "RLFNStudent", "num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 8, "num_block": 1}

@@ -22,7 +22,7 @@ from fvcore.nn import FlopCountAnalysis
 
 import kit.export.ntire.families as families
 from kit.archs import deploy_network
-from kit.export import main
+from kit.cli.export import main
 from tests.helpers import REPO, tiny_options, write_options
 
 SMALL = ["--input-size", "32x32", "--latency-runs", "1", "--int8-crops", "4", "--int8-crop-size", "16"]

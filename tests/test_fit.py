@@ -10,9 +10,9 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from kit.archs import deploy_network
+from kit.archs.sizing import FAMILIES, fitting, recommend
 from kit.cli.fit import main
 from kit.export.budget import budget_violations, measure_budget
-from kit.export.sizing import FAMILIES, fitting, recommend
 from kit.registry import check_spec
 
 SHAPE = (1, 3, 64, 64)

@@ -16,12 +16,13 @@ import torch
 from basicsr.utils import set_random_seed
 
 from kit.cli.eval import main as kit_eval
+from kit.cli.train import parse_args
 from kit.data.fixed_degraded import REALISTIC_X4, write_degraded_folder
 from kit.data.lq_folder import LQFolderDataset
 from kit.images import list_images, read_image, write_image
 from kit.metrics import psnr, quantize, ssim
-from kit.pipeline import run_training
 from kit.registry import OptionsKeyError
+from kit.run import run_training
 from kit.runners import load_student
 from kit.teachers import teachers_from_options
 from tests.helpers import REPO, build, distill_options, tiny_teacher_checkpoint, write_options
@@ -155,7 +156,7 @@ def test_a_step_without_gt_learns_the_teacher_image(bundled_root, lq_dirs, teach
 
 def test_gt_free_training_validates_against_the_teacher(bundled_root, lq_dirs, teacher, tmp_path) -> None:
     opt = _gtfree_options(bundled_root, lq_dirs, teacher, "gtfree_train")
-    summary = run_training(["-opt", str(write_options(tmp_path / "g.yml", opt))], root=tmp_path)
+    summary = run_training(parse_args(["-opt", str(write_options(tmp_path / "g.yml", opt))]), root=tmp_path)
     assert set(summary["metrics"]) == {"psnr_to_teacher", "ssim_to_teacher"}  # named so; no GT metric
     # Independently: the saved student (EMA) against the teacher's image on each val LQ, as 8-bit images.
     student, _ = load_student(opt, tmp_path / "experiments/gtfree_train/models/net_g_latest.pth")
@@ -175,7 +176,7 @@ def test_gt_free_training_validates_against_the_teacher(bundled_root, lq_dirs, t
 def test_teacher_cache_serves_the_lq_folder(bundled_root, lq_dirs, teacher, tmp_path) -> None:
     opt = _gtfree_options(bundled_root, lq_dirs, teacher, "gtfree_cache", **{"train:total_iter": 4})
     opt["train"]["teacher_cache"] = {"root": str(tmp_path / "cache"), "tile": None}
-    summary = run_training(["-opt", str(write_options(tmp_path / "c.yml", opt))], root=tmp_path)
+    summary = run_training(parse_args(["-opt", str(write_options(tmp_path / "c.yml", opt))]), root=tmp_path)
     (folder,) = (tmp_path / "cache").iterdir()
     files = sorted((folder / "teacher").glob("*.npy"))
     assert [f.stem for f in files] == [p.stem for p in list_images(lq_dirs["train"])]

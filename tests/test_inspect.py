@@ -9,7 +9,7 @@ import yaml
 import kit  # noqa: F401  (adapts BasicSR to current torchvision before basicsr is imported)
 from kit.checkpoint import save_atomic
 from kit.cli.inspect import main, pair_advice
-from kit.distill.connectors import build_connector
+from kit.distill.pairs.connectors import build_connector
 from kit.options import parse_yaml
 
 # Student: SRVGGNetCompact ×2, 16 features, 4 convs -> body.0 conv, body.1..9 act/conv, body.10 conv 16 -> 3·2² = 12.

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from kit.export import main as export_main
+from kit.cli.export import main as export_main
+from kit.cli.train import parse_args
 from kit.options import OptionsError, check_name
-from kit.pipeline import run_training
-from kit.run_support import archive_experiment
+from kit.run import run_training
+from kit.run.experiment import archive_experiment
 from tests.helpers import REPO, distill_options, run_train, tiny_options, tiny_teacher_checkpoint, write_options
 
 
@@ -50,10 +51,10 @@ def test_train_refuses_every_bad_name_before_anything_is_written(bundled_root, t
     for bad in _bad_names(victim):
         opt = tiny_options(bundled_root, bad)
         with pytest.raises(OptionsError, match="is not a plain name"):
-            run_training(["-opt", str(write_options(tmp_path / "bad.yml", opt))], root=tmp_path)
+            run_training(parse_args(["-opt", str(write_options(tmp_path / "bad.yml", opt))]), root=tmp_path)
         with pytest.raises(OptionsError, match="is not a plain name"):  # the same through --force_yml
-            run_training(["-opt", str(write_options(tmp_path / "ok.yml", tiny_options(bundled_root, "ok"))),
-                          "--force_yml", f"name={bad!r}"], root=tmp_path)  # fmt: skip
+            run_training(parse_args(["-opt", str(write_options(tmp_path / "ok.yml", tiny_options(bundled_root, "ok"))),
+                          "--force_yml", f"name={bad!r}"]), root=tmp_path)  # fmt: skip
     assert _tree(victim) == before
     assert not (tmp_path / "experiments").exists() and not (tmp_path / "tb_logger").exists()
 
@@ -116,7 +117,7 @@ def test_a_teacher_cache_root_outside_the_repository_is_used_as_stated_and_never
     opt["train"]["teacher_cache"] = {"root": str(outside)}
     repo = tmp_path / "repo"
     for _ in range(2):  # the second run finds the experiment (archived) and the cache (reused)
-        run_training(["-opt", str(write_options(tmp_path / "a.yml", opt))], root=repo)
+        run_training(parse_args(["-opt", str(write_options(tmp_path / "a.yml", opt))]), root=repo)
         log = next(iter(sorted((repo / "experiments/cache_out").glob("train_*.log")))).read_text()
         assert f"Teacher cache: root {outside} (train.teacher_cache.root '{outside}')" in log
     assert (outside / "keep.txt").read_text() == "not the kit's"

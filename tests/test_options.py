@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from kit.options import OptionsError, apply_override, finalize, load_options, parse_train_options, parse_yaml
+from kit.options import (
+    OptionsError,
+    TrainFlags,
+    apply_override,
+    finalize,
+    load_options,
+    parse_train_options,
+    parse_yaml,
+)
 
 
 def test_python_tag_refused_and_payload_never_runs(tmp_path: Path) -> None:
@@ -26,7 +34,7 @@ def test_python_tag_refused_through_train_cli(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text(f"name: x\nevil: !!python/object/new:os.system ['touch {marker}']\n")
     with pytest.raises(OptionsError):
-        parse_train_options(["-opt", str(bad)])
+        parse_train_options(TrainFlags(str(bad)))
     assert not marker.exists()
 
 
@@ -87,6 +95,6 @@ def test_relative_paths_resolve_against_root_not_cwd(tmp_path: Path, monkeypatch
 def test_debug_flag_renames_and_shortens(tmp_path: Path) -> None:
     path = tmp_path / "o.yml"
     path.write_text("name: run\nmodel_type: KitSRModel\nnetwork_g: {type: X}\ndatasets: {}\nval: {val_freq: 1000}\n")
-    opt, _ = parse_train_options(["-opt", str(path), "--debug"], root=tmp_path)
+    opt = parse_train_options(TrainFlags(str(path), debug=True), root=tmp_path)
     assert opt["name"] == "debug_run"
     assert opt["val"]["val_freq"] == 8 and opt["logger"]["print_freq"] == 1

@@ -6,12 +6,24 @@ import kit  # noqa: F401
 
 # isort: split
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from kit.distill.recipes import PairBalance, Recipes, TargetMix, Upcycle
+from kit.distill.recipes.balance import PairBalance
+from kit.distill.recipes.base import RECIPE_REGISTRY, Recipe, Recipes
+from kit.distill.recipes.mix import TargetMix
+from kit.distill.recipes.upcycle import Upcycle
 from kit.registry import OptionsKeyError
 from tests.helpers import build, distill_options, free_port, tiny_teacher_checkpoint
+
+
+def _bound(recipe, **host):
+    """``recipe`` bound to a stand-in host (``opt`` defaults to a x4 run)."""
+    host.setdefault("opt", {"scale": 4, "train": {}})
+    recipe.bind(SimpleNamespace(**host))
+    return recipe
 
 
 def test_mix_weight_at_given_steps() -> None:
@@ -20,7 +32,7 @@ def test_mix_weight_at_given_steps() -> None:
     cos = TargetMix(start=1.0, end=0.5, end_iter=10, schedule="cosine")
     assert cos.alpha(0) == 1.0 and cos.alpha(5) == pytest.approx(0.75) and cos.alpha(10) == pytest.approx(0.5)
     gt, teacher = torch.ones(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)
-    torch.testing.assert_close(mix.target(gt, teacher, 25), torch.full((1, 3, 2, 2), 0.25))
+    torch.testing.assert_close(mix.pixel_target(gt, teacher, 25), torch.full((1, 3, 2, 2), 0.25))
     with pytest.raises(OptionsKeyError, match="start must be in"):
         TargetMix(start=1.5)
 
@@ -41,7 +53,7 @@ def test_mix_changes_the_pixel_target_in_the_model(bundled_root, tmp_path) -> No
 
 
 def test_upcycled_inputs_are_lr_sized_hr_crops_labelled_by_the_teacher() -> None:
-    up = Upcycle({"variants": ["hr_crop"], "flips": False}, scale=4)
+    up = _bound(Upcycle(variants=["hr_crop"], flips=False))
     lq = torch.rand(2, 3, 6, 7)
     gt = torch.rand(2, 3, 24, 28)
     torch.manual_seed(0)
@@ -53,11 +65,11 @@ def test_upcycled_inputs_are_lr_sized_hr_crops_labelled_by_the_teacher() -> None
     assert found, "the upcycled input is not a crop of the HR image"
     torch.testing.assert_close(label, x.repeat_interleave(4, -1).repeat_interleave(4, -2) * 0.5)
 
-    zoom = Upcycle({"variants": ["zoom_out"], "flips": False}, scale=4)
+    zoom = _bound(Upcycle(variants=["zoom_out"], flips=False))
     x, _ = zoom.make(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 64, 64), lambda t: t)
     assert x.shape == (1, 3, 4, 4)
     with pytest.raises(OptionsKeyError, match="variants"):
-        Upcycle({"variants": ["rotate_45"]}, scale=4)
+        Upcycle(variants=["rotate_45"])
 
 
 def test_upcycle_in_the_model_uses_teacher_labels(bundled_root, tmp_path) -> None:
@@ -66,14 +78,14 @@ def test_upcycle_in_the_model_uses_teacher_labels(bundled_root, tmp_path) -> Non
     opt["train"]["recipes"] = {"upcycle": {"weight": 2.0, "variants": ["hr_crop"], "flips": True}}
     model = build(opt, tmp_path)
     calls = []
-    make = model.recipes.upcycle.make
+    make = model.recipes.get("upcycle").make
 
     def spy(lq, gt, label):
         x, y = make(lq, gt, label)
         calls.append((x, y))
         return x, y
 
-    model.recipes.upcycle.make = spy
+    model.recipes.get("upcycle").make = spy
     model.feed_data({"lq": torch.rand(2, 3, 8, 8), "gt": torch.rand(2, 3, 32, 32)})
     model.optimize_parameters(1)
     x, y = calls[0]
@@ -88,11 +100,12 @@ def test_balance_caps_a_pair_relative_to_the_pixel_loss() -> None:
     assert bal.scale("fit", torch.tensor(100.0), ref, 5) == pytest.approx(0.5 * 0.1 * 0.05 / 4.0)  # fixed after step 1
     small = PairBalance(ratio=0.1)
     assert small.scale("tiny", torch.tensor(1e-4), ref, 1) == 1.0  # never amplified
-    r = Recipes({"balance": {"ratio": 0.1}}, scale=4)
+    r = Recipes({"balance": {"ratio": 0.1}})
     r.pair_scale("fit", big, ref, 1)
-    restored = Recipes({"balance": {"ratio": 0.1}}, scale=4)
+    restored = Recipes({"balance": {"ratio": 0.1}})
     restored.load_state_dict(r.state_dict())
-    assert restored.balance.scales == r.balance.scales
+    assert restored.get("balance").scales == r.get("balance").scales
+    assert r.state_dict() == {"balance_scales": {"fit": pytest.approx(0.1 * 0.05 / 4.0)}}  # the resume format
 
 
 def test_balanced_pair_in_the_model(bundled_root, tmp_path) -> None:
@@ -105,9 +118,34 @@ def test_balanced_pair_in_the_model(bundled_root, tmp_path) -> None:
     assert model.log_dict["l_mid"] <= 0.1 * model.log_dict["l_pix"] * 1.0001
 
 
-def test_unknown_recipe_key() -> None:
-    with pytest.raises(OptionsKeyError, match="unknown key"):
-        Recipes({"mixx": {}}, scale=4)
+def test_unknown_recipe_or_argument_names_the_closest() -> None:
+    with pytest.raises(OptionsKeyError, match=r"train:recipes:mixx: unknown type 'mixx'.*closest: mix"):
+        Recipes({"mixx": {}})
+    with pytest.raises(OptionsKeyError, match=r"train:recipes:mix: TargetMix has no argument 'strat' \(did you mean"):
+        Recipes({"mix": {"strat": 0.0}})
+    with pytest.raises(OptionsKeyError, match="train:recipes:balance: expected a mapping"):
+        Recipes({"balance": 0.1})
+    assert Recipes({"mix": None}).get("mix") is None  # an entry set to null is off
+
+
+def test_every_recipe_is_registered_under_its_key_with_a_strict_constructor() -> None:
+    import inspect
+
+    keys = RECIPE_REGISTRY.keys()
+    assert sorted(keys) == ["balance", "contrast", "mix", "mixing", "pool", "upcycle"]
+    for key in keys:
+        cls = RECIPE_REGISTRY.get(key)
+        assert issubclass(cls, Recipe) and cls.key == key
+        kinds = {p.kind for p in inspect.signature(cls).parameters.values()}
+        assert inspect.Parameter.VAR_KEYWORD not in kinds, f"{cls.__name__} takes **kwargs"
+    orders = [RECIPE_REGISTRY.get(key).order for key in keys]
+    assert len(set(orders)) == len(orders), "two recipes share an order: their options' order would matter"
+
+
+def test_recipes_act_in_their_fixed_order_whatever_the_options_order() -> None:
+    a = Recipes({"upcycle": {}, "balance": {}, "mix": {}})
+    b = Recipes({"mix": {}, "upcycle": {}, "balance": {}})
+    assert [r.key for r in a] == [r.key for r in b] == ["mix", "balance", "upcycle"]
 
 
 def _balance_rank(rank: int, world: int, port: int, out: str) -> None:
@@ -138,7 +176,16 @@ def test_balance_scale_is_the_same_on_every_ddp_rank(tmp_path) -> None:
     assert scales == [pytest.approx(0.003, rel=1e-6)] * 2
 
 
-# ------------------------------------------------------------------ teacher pool (kit.distill.pool)
+# ------------------------------------------------------------------ teacher pool (kit.distill.recipes.pool)
+def _pool(**options):
+    """A TeacherPool of a x4 run, not yet labelled (its ``bind`` would label the training set)."""
+    from kit.distill.recipes.pool import TeacherPool
+
+    pool = TeacherPool(**options)
+    pool.scale = 4
+    return pool
+
+
 def _up(t: torch.Tensor) -> torch.Tensor:
     """A stand-in teacher: nearest x4 upscaling, halved (so a label is recognisably not the input)."""
     return t.repeat_interleave(4, -1).repeat_interleave(4, -2) * 0.5
@@ -155,12 +202,11 @@ def _write_png(path, h: int, w: int, seed: int):
 
 
 def test_pool_inputs_are_the_sources_and_the_labels_are_the_teachers(tmp_path) -> None:
-    from kit.distill.pool import TeacherPool
 
     gt = [str(_write_png(tmp_path / "gt/a.png", 40, 48, 0))]
     lq = [str(_write_png(tmp_path / "lq/a.png", 10, 12, 1))]
     extra = _write_png(tmp_path / "extra/b.png", 20, 16, 2).parent
-    pool = TeacherPool({"sources": ["hr", "zoom_out"], "folders": [str(extra)], "flips": False}, scale=4)
+    pool = _pool(sources=["hr", "zoom_out"], folders=[str(extra)], flips=False)
     names = [n for n, _ in pool.pool_inputs(gt, lq)]
     assert names == ["hr/a", "zoom_out/a", "folder0/b"]
     shapes = [tuple(x.shape) for _, x in pool.pool_inputs(gt, lq)]
@@ -183,16 +229,16 @@ def test_pool_inputs_are_the_sources_and_the_labels_are_the_teachers(tmp_path) -
 
 
 def test_pool_labels_are_stored_once_and_flips_move_input_and_label_together(tmp_path) -> None:
-    from kit.distill.pool import TeacherPool
+    from kit.distill.recipes.pool import TeacherPool
 
     gt = [str(_write_png(tmp_path / "gt/a.png", 24, 24, 3))]
     opt = {"sources": ["hr"], "cache_root": str(tmp_path / "cache")}
-    first = TeacherPool(opt, scale=4)
+    first = _pool(**opt)
     first.prepare(_up, gt, [], key="k", root=tmp_path, min_side=8)
-    again = TeacherPool(opt, scale=4)
+    again = _pool(**opt)
     again.prepare(lambda x: pytest.fail("the stored labels must be reused"), gt, [], key="k", root=tmp_path, min_side=8)
     torch.testing.assert_close(again.labels[0], first.labels[0])
-    other = TeacherPool(opt, scale=4)
+    other = _pool(**opt)
     calls = []
     other.prepare(lambda x: calls.append(1) or _up(x), gt, [], key="another teacher", root=tmp_path, min_side=8)
     assert calls, "another teacher key must not read these labels"
@@ -200,9 +246,9 @@ def test_pool_labels_are_stored_once_and_flips_move_input_and_label_together(tmp
     x, y = first.sample(16, 8, "cpu")  # flips on by default: still label == teacher(input) for each crop
     torch.testing.assert_close(y, _up(x).clamp(0, 1), atol=1e-3, rtol=0)
     with pytest.raises(OptionsKeyError, match="sources"):
-        TeacherPool({"sources": ["lr_crop"]}, scale=4)
+        TeacherPool(sources=["lr_crop"])
     with pytest.raises(OptionsKeyError, match="not a folder"):
-        TeacherPool({"folders": [str(tmp_path / "nope")]}, scale=4).pool_inputs([], [])
+        _pool(folders=[str(tmp_path / "nope")]).pool_inputs([], [])
 
 
 def test_pool_in_the_model_adds_a_teacher_labelled_batch(bundled_root, tmp_path) -> None:
@@ -210,7 +256,7 @@ def test_pool_in_the_model_adds_a_teacher_labelled_batch(bundled_root, tmp_path)
     opt = distill_options(bundled_root, "m", net, ckpt)
     opt["train"]["recipes"] = {"pool": {"sources": ["zoom_out"], "weight": 2.0, "cache_root": None}}
     model = build(opt, tmp_path)
-    pool = model.recipes.pool
+    pool = model.recipes.get("pool")
     assert len(pool.inputs) == 13  # one zoom-out per bundled training photo
     x0, y0 = pool.inputs[0].float()[None] / 255, pool.labels[0].float()[None]
     torch.testing.assert_close(y0, model.teacher_images(x0)["teacher"].clamp(0, 1), atol=2e-3, rtol=0)
@@ -232,7 +278,7 @@ def test_pool_in_the_model_adds_a_teacher_labelled_batch(bundled_root, tmp_path)
 
 
 def test_contrast_feature_space_stops_at_its_layer_and_matches_the_module_output() -> None:
-    from kit.distill.contrast import TeacherFeatureSpace
+    from kit.distill.recipes.contrast import TeacherFeatureSpace
 
     ran = []
     teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
@@ -246,14 +292,13 @@ def test_contrast_feature_space_stops_at_its_layer_and_matches_the_module_output
 
 
 def test_contrast_term_pulls_toward_the_teacher_and_pushes_from_the_negatives() -> None:
-    from kit.distill.contrast import ContrastRecipe
+    from kit.distill.recipes.contrast import ContrastRecipe
 
     torch.manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
     for p in teacher.parameters():
         p.requires_grad_(False)
-    recipe = ContrastRecipe({"layer": "0", "weight": 1.0, "negatives": ["bicubic"]}, scale=2)
-    recipe.bind({"t": teacher}, has_ema=False)
+    recipe = _bound(ContrastRecipe(layer="0", weight=1.0, negatives=["bicubic"]), teachers={"t": teacher})
     lq = torch.rand(1, 3, 6, 6)
     target = torch.rand(1, 3, 12, 12)
     bicubic = recipe.negative_images(lq, (12, 12), None)
@@ -269,11 +314,11 @@ def test_contrast_term_pulls_toward_the_teacher_and_pushes_from_the_negatives() 
     stepped = (out - 0.5 * out.grad / out.grad.abs().max()).detach()
     assert float(recipe.loss(stepped, target, bicubic)) < float(halfway)  # descending moves it toward the teacher
     with pytest.raises(OptionsKeyError, match="keeps no EMA student"):
-        ContrastRecipe({"layer": "0"}, scale=2).bind({"t": teacher}, has_ema=False)
+        _bound(ContrastRecipe(layer="0"), teachers={"t": teacher})
     with pytest.raises(OptionsKeyError, match="choose from"):
-        ContrastRecipe({"layer": "0", "negatives": ["vgg"]}, scale=2)
+        ContrastRecipe(layer="0", negatives=["vgg"])
     with pytest.raises(OptionsKeyError, match="needs layer"):
-        ContrastRecipe({}, scale=2)
+        ContrastRecipe()
 
 
 def test_contrast_in_the_model_logs_its_term_and_trains(bundled_root, tmp_path) -> None:
@@ -294,8 +339,8 @@ def test_contrast_in_the_model_logs_its_term_and_trains(bundled_root, tmp_path) 
 
 
 def test_feature_mixing_runs_the_teachers_tail_on_the_mix_with_gradient_to_the_student_only() -> None:
-    from kit.distill.mixing import FeatureMixing
-    from kit.distill.pairs import PairSpec
+    from kit.distill.pairs.wiring import PairSpec
+    from kit.distill.recipes.mixing import FeatureMixing
 
     torch.manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 3, 1))
@@ -305,24 +350,22 @@ def test_feature_mixing_runs_the_teachers_tail_on_the_mix_with_gradient_to_the_s
     lq = torch.rand(2, 3, 5, 5)
     t_feat = teacher[0](lq)
     s_feat = torch.rand(2, 4, 5, 5, requires_grad=True)
-    all_student = FeatureMixing({"pair": "p", "keep": 0.0})
-    all_student.bind([pair], {"t": teacher})
+    all_student = _bound(FeatureMixing(pair="p", keep=0.0), pairs=[pair], teachers={"t": teacher})
     out = all_student.mixed_image(teacher, lq, t_feat, s_feat)
     torch.testing.assert_close(out, teacher[1](s_feat))
     out.sum().backward()
     assert s_feat.grad is not None and s_feat.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
-    half = FeatureMixing({"pair": "p", "keep": 0.5})
-    half.bind([pair], {"t": teacher})
+    half = _bound(FeatureMixing(pair="p", keep=0.5), pairs=[pair], teachers={"t": teacher})
     mixed = half.mixed_image(teacher, lq, t_feat, s_feat.detach())
     from_teacher = torch.isclose(mixed, teacher(lq)).all(1)  # per position: the teacher's feature was kept
     from_student = torch.isclose(mixed, teacher[1](s_feat.detach())).all(1)
     assert bool((from_teacher | from_student).all()) and 0 < int(from_teacher.sum()) < from_teacher.numel()
     torch.testing.assert_close(teacher(lq), teacher[1](t_feat))  # the hook is removed afterwards
     with pytest.raises(OptionsKeyError, match="is not a feature pair"):
-        FeatureMixing({"pair": "q"}).bind([pair], {"t": teacher})
+        _bound(FeatureMixing(pair="q"), pairs=[pair], teachers={"t": teacher})
     with pytest.raises(OptionsKeyError, match="keep must be in"):
-        FeatureMixing({"pair": "p", "keep": 1.0})
+        FeatureMixing(pair="p", keep=1.0)
 
 
 def test_feature_mixing_in_the_model_logs_its_term(bundled_root, tmp_path) -> None:

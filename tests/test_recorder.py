@@ -14,7 +14,7 @@ import kit  # noqa: F401  (first: adapts BasicSR to current torchvision, registe
 # isort: split
 from basicsr.archs.rrdbnet_arch import RRDBNet
 
-from kit.distill import FeatureRecorder, closest_paths, module_paths, parse_spec
+from kit.distill.pairs import FeatureRecorder, closest_paths, module_paths, parse_spec
 
 DEVICE = torch.device(os.environ.get("KIT_TEST_DEVICE", "cpu"))
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from kit import rng
 from kit.checkpoint import CheckpointError, chosen_key, extract_state_dict, load_checkpoint, save_atomic
-from kit.divergence import DivergenceError, DivergenceWatch
 from kit.export.leftovers import OWNER_FILE, clean_stale
 from kit.options import OptionsError, load_options, parse_yaml
+from kit.run import rng
+from kit.run.divergence import DivergenceError, DivergenceWatch
 from kit.schema import SchemaError, check_options
 from tests.helpers import REPO
 

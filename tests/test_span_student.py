@@ -14,7 +14,7 @@ import torch
 from kit.archs import SPANStudent, count_params, deploy_network
 from kit.archs.span_student import span_arguments
 from kit.checkpoint import extract_state_dict, load_checkpoint
-from kit.distill.recorder import FeatureRecorder
+from kit.distill.pairs.recorder import FeatureRecorder
 
 DEVICE = torch.device(os.environ.get("KIT_TEST_DEVICE", "cpu"))
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -13,12 +13,13 @@ import pytest
 import torch
 from basicsr.archs import build_network
 
+from kit.cli.train import parse_args
 from kit.data.cached_dataset import CachedPairedImageDataset
-from kit.distill import teacher_cache as tc
 from kit.images import read_image
 from kit.options import finalize
-from kit.pipeline import run_training
 from kit.registry import OptionsKeyError
+from kit.run import run_training
+from kit.teachers import cache as tc
 from tests.helpers import (
     build,
     distill_options,
@@ -77,7 +78,7 @@ def test_refused_with_feature_pairs(bundled_root, tmp_path, teacher) -> None:
     opt = distill_options(bundled_root, "p", *teacher)
     opt["train"]["teacher_cache"] = True
     with pytest.raises(OptionsKeyError, match=r"feature pair\(s\) \['mid'\].*remove teacher_cache or the pairs"):
-        tc.resolve_cache(_finalized(opt, tmp_path))  # the training run's start-up check (kit.pipeline)
+        tc.resolve_cache(_finalized(opt, tmp_path))  # the training run's start-up check (kit.run.startup)
 
 
 def test_refused_with_an_on_the_fly_degradation(bundled_root, tmp_path, teacher) -> None:
@@ -208,14 +209,14 @@ def test_model_uses_the_batch_teacher_images_without_a_teacher_forward(bundled_r
 
 def test_training_builds_the_cache_once_and_reuses_it(bundled_root, tmp_path, teacher) -> None:
     opt = _cache_options(bundled_root, tmp_path, teacher, name="first")
-    summary = run_training(["-opt", str(write_options(tmp_path / "a.yml", opt))], root=tmp_path)
+    summary = run_training(parse_args(["-opt", str(write_options(tmp_path / "a.yml", opt))]), root=tmp_path)
     (folder,) = (tmp_path / "cache").iterdir()
     assert len(list((folder / "teacher").glob("*.npy"))) == 13  # every bundled training photo
     assert summary["iters"] == 4 and summary["metrics"]["psnr"] > 5
     history = (tmp_path / "experiments/first/history.jsonl").read_text()
     assert '"l_out"' in history and '"l_pix"' in history
     opt["name"] = "second"
-    run_training(["-opt", str(write_options(tmp_path / "b.yml", opt))], root=tmp_path)
+    run_training(parse_args(["-opt", str(write_options(tmp_path / "b.yml", opt))]), root=tmp_path)
     log = next((tmp_path / "experiments/second").glob("train_*.log")).read_text()
     assert f"Teacher cache: reusing {folder}" in log
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]
@@ -275,7 +276,7 @@ def test_torchrun_rank0_builds_the_other_rank_reuses(bundled_root, tmp_path, tea
 def test_a_missing_teacher_checkpoint_is_named(bundled_root, tmp_path, teacher) -> None:
     opt = _cache_options(bundled_root, tmp_path, (teacher[0], tmp_path / "nope.pth"))
     with pytest.raises(FileNotFoundError, match=r"teacher 'teacher' checkpoint '.*nope.pth' does not exist"):
-        run_training(["-opt", str(write_options(tmp_path / "o.yml", opt))], root=tmp_path)
+        run_training(parse_args(["-opt", str(write_options(tmp_path / "o.yml", opt))]), root=tmp_path)
     assert not (tmp_path / "cache").exists()
 
 
@@ -335,7 +336,7 @@ def test_the_run_loads_the_teachers_once_for_the_cache_and_the_model(bundled_roo
     real = multi.load_teacher_with_info
     monkeypatch.setattr(multi, "load_teacher_with_info", lambda *a, **k: calls.append(1) or real(*a, **k))
     opt = _cache_options(bundled_root, tmp_path, teacher, name="once")
-    run_training(["-opt", str(write_options(tmp_path / "a.yml", opt))], root=tmp_path)
+    run_training(parse_args(["-opt", str(write_options(tmp_path / "a.yml", opt))]), root=tmp_path)
     assert calls == [1]  # one teacher, loaded once: the cache builder and the model share it
     log = next((tmp_path / "experiments/once").glob("train_*.log")).read_text()
     assert "Teacher cache: running 1 teacher(s) over 13 LQ images" in log

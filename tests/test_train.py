@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kit.pipeline import run_training
+from kit.cli.train import parse_args
+from kit.run import run_training
 from tests.helpers import REPO, kill_when, run_torchrun, run_train, tiny_options, write_options
 
 
 def test_trains_validates_checkpoints(bundled_root: Path, tmp_path: Path) -> None:
     opt_file = write_options(tmp_path / "o.yml", tiny_options(bundled_root, "run"))
-    summary = run_training(["-opt", str(opt_file)], root=tmp_path)
+    summary = run_training(parse_args(["-opt", str(opt_file)]), root=tmp_path)
     exp = tmp_path / "experiments" / "run"
     assert summary["iters"] == 8
     for f in (
@@ -46,9 +47,9 @@ def test_trains_validates_checkpoints(bundled_root: Path, tmp_path: Path) -> Non
 
 def test_new_run_archives_never_overwrites(bundled_root: Path, tmp_path: Path) -> None:
     opt_file = write_options(tmp_path / "o.yml", tiny_options(bundled_root, "run", **{"train:total_iter": 2}))
-    run_training(["-opt", str(opt_file)], root=tmp_path)
+    run_training(parse_args(["-opt", str(opt_file)]), root=tmp_path)
     (tmp_path / "experiments/run/keep.txt").write_text("mine")
-    run_training(["-opt", str(opt_file)], root=tmp_path)
+    run_training(parse_args(["-opt", str(opt_file)]), root=tmp_path)
     archived = list((tmp_path / "experiments").glob("run_archived_*"))
     assert len(archived) == 1 and (archived[0] / "keep.txt").read_text() == "mine"
 
@@ -102,7 +103,7 @@ def test_torchrun_two_ranks_on_cpu(bundled_root: Path, tmp_path: Path, exp_name:
 
 def _fails_before_training(opt_file: Path, root: Path, match: str) -> None:
     with pytest.raises(Exception, match=match):
-        run_training(["-opt", str(opt_file)], root=root)
+        run_training(parse_args(["-opt", str(opt_file)]), root=root)
     assert not list((root / "experiments").glob("*/models/*.pth"))
 
 
@@ -145,10 +146,10 @@ def test_tiled_validation_gives_the_whole_image_numbers(bundled_root: Path, tmp_
     """``val.tile``: validation through overlapping tiles (for images too large for memory), same PSNR."""
     whole = tiny_options(bundled_root, "whole", **{"train:total_iter": 2})
     tiled = tiny_options(bundled_root, "tiled", **{"train:total_iter": 2, "val:tile": 24, "val:tile_overlap": 12})
-    a = run_training(["-opt", str(write_options(tmp_path / "a.yml", whole))], root=tmp_path)["metrics"]
-    b = run_training(["-opt", str(write_options(tmp_path / "b.yml", tiled))], root=tmp_path)["metrics"]
+    a = run_training(parse_args(["-opt", str(write_options(tmp_path / "a.yml", whole))]), root=tmp_path)["metrics"]
+    b = run_training(parse_args(["-opt", str(write_options(tmp_path / "b.yml", tiled))]), root=tmp_path)["metrics"]
     assert abs(a["psnr"] - b["psnr"]) < 1e-4, (a, b)
     # without overlap the tiles lack context at their seams: different numbers, so the tiled path did run
     seams = tiny_options(bundled_root, "seams", **{"train:total_iter": 2, "val:tile": 24, "val:tile_overlap": 0})
-    c = run_training(["-opt", str(write_options(tmp_path / "c.yml", seams))], root=tmp_path)["metrics"]
+    c = run_training(parse_args(["-opt", str(write_options(tmp_path / "c.yml", seams))]), root=tmp_path)["metrics"]
     assert abs(a["psnr"] - c["psnr"]) > 1e-4, (a, c)

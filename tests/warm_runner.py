@@ -43,7 +43,7 @@ def _child(request: dict) -> None:
 
             code = main(request["argv"])
         else:
-            from kit.export import main
+            from kit.cli.export import main
 
             code = main(request["argv"])
     except SystemExit as exc:

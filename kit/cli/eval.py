@@ -39,7 +39,9 @@ import kit  # noqa: F401  (compat + registries)
 from kit.checkpoint import CheckpointError
 from kit.evaluation import (
     EvalResult,
+    EvalSettings,
     Model,
+    PairSource,
     bundled_pairs,
     degraded_pairs,
     evaluate,
@@ -113,18 +115,38 @@ def _scale(args: argparse.Namespace, opt: dict | None) -> int | None:
 
 def run(args: argparse.Namespace) -> EvalResult:
     """Build the models and data the parsed flags ask for and evaluate them."""
-    from kit.runners import BicubicRunner, OnnxRunner, student_runner, teacher_runners, teacher_target_runner
+    from kit.runners import OnnxRunner
 
     opt = load_options(args.opt) if args.opt else None
     scale = _scale(args, opt)
-    models: dict[str, Model] = {}
-    notes = []
-    if args.onnx:
-        onnx = OnnxRunner(args.onnx)
+    onnx = OnnxRunner(args.onnx) if args.onnx else None
+    if onnx is not None:
         scale = scale if scale is not None else onnx.probe_scale()
-        models["onnx"] = onnx
     if scale is None:
         raise ValueError("nothing to evaluate: give -opt OPTIONS (a student checkpoint) or --onnx FILE")
+    models, reference_model, notes = _models(args, opt, scale, onnx)
+    if args.checkpoint and opt is None:
+        raise ValueError("--checkpoint needs -opt OPTIONS (to build the network it belongs to)")
+    pairs = _pairs(args, opt, scale)
+    lpips = None
+    if args.lpips:
+        from kit.metrics.lpips_metric import LPIPSMetric
+
+        lpips = LPIPSMetric(args.lpips)
+    settings = EvalSettings(args.tile, args.tile_overlap, lpips, args.lpips, args.compare, reference_model)
+    result = evaluate(models, pairs, scale, y_channel=args.y_channel, crop_border=args.crop_border, settings=settings)
+    result.notes = notes + result.notes
+    return result
+
+
+def _models(
+    args: argparse.Namespace, opt: dict | None, scale: int, onnx: Model | None
+) -> tuple[dict[str, Model], str | None, list[str]]:
+    """The models the flags name, the label of the model that is a reference (or None), and notes for the report."""
+    from kit.runners import BicubicRunner, student_runner, teacher_runners, teacher_target_runner
+
+    models: dict[str, Model] = {"onnx": onnx} if onnx is not None else {}
+    notes = []
     if opt is not None and (args.checkpoint or not args.onnx):
         models["student"] = student_runner(opt, args.checkpoint, args.device)
     reference_model = None
@@ -146,8 +168,11 @@ def run(args: argparse.Namespace) -> EvalResult:
         bicubic = BicubicRunner(scale, args.bicubic_method)
         models["bicubic"] = bicubic
         notes.append(bicubic.describe())
-    if args.checkpoint and opt is None:
-        raise ValueError("--checkpoint needs -opt OPTIONS (to build the network it belongs to)")
+    return models, reference_model, notes
+
+
+def _pairs(args: argparse.Namespace, opt: dict | None, scale: int) -> PairSource:
+    """The image pairs the data flags name (see the module doc), with the teacher's images as a reference."""
     if args.lq and not args.gt and not (args.against_teacher or args.teacher_images):
         raise ValueError("--lq needs --gt (the ground truths), or --against-teacher / --teacher-images (no GT)")
     if args.lq and not args.gt:
@@ -163,26 +188,7 @@ def run(args: argparse.Namespace) -> EvalResult:
         pairs = bundled_pairs(scale)
     if args.teacher_images:
         pairs = with_teacher_images(pairs, args.teacher_images, scale)
-    lpips = None
-    if args.lpips:
-        from kit.metrics.lpips_metric import LPIPSMetric
-
-        lpips = LPIPSMetric(args.lpips)
-    result = evaluate(
-        models,
-        pairs,
-        scale,
-        y_channel=args.y_channel,
-        crop_border=args.crop_border,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        lpips=lpips,
-        lpips_name=args.lpips,
-        compare_dir=args.compare,
-        reference_model=reference_model,
-    )
-    result.notes = notes + result.notes
-    return result
+    return pairs
 
 
 def report(result: EvalResult) -> str:

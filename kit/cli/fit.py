@@ -7,7 +7,7 @@ Usage::
     kit-fit --family NAFStudent --max-params 5e6 --max-gmacs 200 --scale 1 --latency 0   # no timing
     python -m kit.cli.fit ...                                               # the same
 
-For each configuration of the family's grid (:data:`kit.export.sizing.FAMILIES`): parameters of the deployed
+For each configuration of the family's grid (:data:`kit.archs.sizing.FAMILIES`): parameters of the deployed
 network (Σ numel, re-parameterisable branches fused), GMACs at ``--input-size`` (``FlopCounterMode``, as
 ``export.py``), and for the ``--latency`` largest ones the onnxruntime CPU latency of the exported ONNX model
 (random weights; median of ``--runs`` at ``--latency-size``). Prints the table, the rule, and the ``network_g``
@@ -25,7 +25,7 @@ import torch
 import yaml
 
 import kit  # noqa: F401  (compat + registries)
-from kit.export.sizing import FAMILIES, RULE, Candidate, build_deployed, fitting, recommend
+from kit.archs.sizing import FAMILIES, RULE, Candidate, build_deployed, fitting, recommend
 
 __all__ = ["build_parser", "main", "measure_latency", "network_g_yaml"]
 

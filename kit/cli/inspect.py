@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kit.distill.recorder import parse_spec, record_shapes
+from kit.distill.pairs.recorder import parse_spec, record_shapes
 
 CALL_SEP = "#"
 _MAX_PATH_COL = 56
@@ -90,7 +90,7 @@ def format_layers(calls: dict[str, list[tuple[int, ...] | str]], filter_: str | 
 
 
 def lookup(calls: dict[str, list[tuple[int, ...] | str]], spec: str, role: str) -> tuple[int, ...] | str:
-    """Shape of ``path`` or ``path#k`` in a :func:`~kit.distill.recorder.record_shapes` record (errors say why)."""
+    """Shape of ``path`` or ``path#k`` in a :func:`~kit.distill.pairs.recorder.record_shapes` record (or why not)."""
     path, index = parse_spec(spec)
     if path not in calls:
         close = difflib.get_close_matches(path, list(calls), n=3, cutoff=0.5)
@@ -144,7 +144,7 @@ def pair_snippet(
 ) -> str:
     """A ready-to-paste ``train.distill`` entry for one pair.
 
-    The loss is channel-wise distillation (CWD) with pair balancing: that is what ``bench/bench_recipes.py``
+    The loss is channel-wise distillation (CWD) with pair balancing: that is what ``python -m bench recipes``
     measured to help on the bundled photos, while a FitNets L2 pair did not (bench/results/recipes_cpu.md).
     """
 

@@ -1,4 +1,4 @@
-"""``train.py``'s command line: the run of :mod:`kit.pipeline`, and one line on stderr when it fails.
+"""``train.py``'s command line: the run of :mod:`kit.run`, and one line on stderr when it fails.
 
 Every error ends the run with exit code 1 and one line ``train.py: error: <what to change>``; the traceback
 goes to the experiment's log file (or, when the run failed before its folder was opened, to a log file in the
@@ -8,6 +8,7 @@ training save a resume state and exit with ``128 + signal``.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import tempfile
@@ -15,17 +16,18 @@ import time
 import traceback
 from pathlib import Path
 
-from kit.interrupts import TrainingInterrupted
-from kit.run_support import LOGGER_NAME, log_files, startup_buffer
+from kit.options import TrainFlags
+from kit.run import run_training
+from kit.run.interrupts import TrainingInterrupted
+from kit.run.logs import LOGGER_NAME, log_files, startup_buffer
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the training; returns the exit code (0, 1 on an error, 128 + signal when interrupted)."""
-    from kit.pipeline import run_training
-
     argv = sys.argv[1:] if argv is None else argv
+    flags = parse_args(argv)  # argparse's own usage errors exit 2 here
     try:
-        run_training(argv)
+        run_training(flags)
     except TrainingInterrupted as err:
         print(f"train.py: {err}", file=sys.stderr)
         return err.exit_code
@@ -41,6 +43,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: error: {one_line(err)} (traceback: {where})", file=sys.stderr)
         return 1
     return 0
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """``train.py``'s flags, with BasicSR's meaning."""
+    parser = argparse.ArgumentParser(description="Train a restoration network or distil a teacher into a student.")
+    parser.add_argument("-opt", required=True, help="options YAML file, e.g. options/distill.yml")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="'pytorch' under torchrun")
+    parser.add_argument("--auto_resume", action="store_true", help="continue from the experiment's newest state")
+    parser.add_argument("--debug", action="store_true", help="name the run debug_*, log and validate every 8 iters")
+    parser.add_argument("--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--force_yml", nargs="+", default=None, help="override options, e.g. train:total_iter=100")
+    return parser
+
+
+def parse_args(argv: list[str]) -> TrainFlags:
+    """``train.py``'s command line as :class:`~kit.options.TrainFlags`."""
+    return TrainFlags(**vars(build_arg_parser().parse_args(argv)))
 
 
 def one_line(err: BaseException) -> str:

@@ -1,5 +1,5 @@
 """``python -m kit.data``: build the bundled photo dataset (same as ``kit-data``)."""
 
-from kit.data.bundled import main
+from kit.cli.data import main
 
 main()

@@ -6,20 +6,18 @@ LR images made by MATLAB-style bicubic (``basicsr.utils.matlab_functions.imresiz
 ``X2/X3/X4`` folders. Validation photos never appear in training. The folder is built once, in a
 temporary folder renamed into place, so an interrupted build leaves nothing half-written.
 
-Rebuild by hand: ``kit-data --force`` (or ``python -m kit.data --force``).
+Rebuild by hand: ``kit-data --force`` (:mod:`kit.cli.data`; or ``python -m kit.data --force``).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from kit.files import staged_folder
 from kit.options import REPO_ROOT
 
 DEFAULT_ROOT = REPO_ROOT / "datasets" / "bundled"
@@ -91,9 +89,7 @@ def build(root: str | os.PathLike = DEFAULT_ROOT, force: bool = False) -> Path:
     root = Path(root)
     if is_complete(root) and not force:
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with staged_folder(root, if_exists="replace") as tmp:
         src = skimage_data_dir()
         for split, photos in (("train", TRAIN_PHOTOS), ("val", VAL_PHOTOS)):
             for name, _colour in photos:
@@ -105,15 +101,6 @@ def build(root: str | os.PathLike = DEFAULT_ROOT, force: bool = False) -> Path:
                     out = tmp / split / f"LR_bicubic/X{s}"
                     out.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(out / stem), _bicubic_down(hr, s))
-        mask = os.umask(0)
-        os.umask(mask)
-        tmp.chmod(0o777 & ~mask)  # mkdtemp makes 0700; the dataset is as readable as any folder
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
@@ -129,18 +116,3 @@ def ensure_for_options(opt: dict) -> list[Path]:
             if DEFAULT_ROOT in path.parents and not is_complete(DEFAULT_ROOT):
                 built.append(build(DEFAULT_ROOT))
     return built
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``kit-data``: build (or ``--force`` rebuild) the bundled photo dataset."""
-    parser = argparse.ArgumentParser(description="Build the bundled photo dataset from scikit-image's sample photos.")
-    parser.add_argument("--root", default=str(DEFAULT_ROOT), help="output folder (default: datasets/bundled)")
-    parser.add_argument("--force", action="store_true", help="rebuild even when complete")
-    args = parser.parse_args(argv)
-    root = build(args.root, force=args.force)
-    n_train, n_val = len(TRAIN_PHOTOS), len(VAL_PHOTOS)
-    print(f"bundled dataset ready at {root}: {n_train} train / {n_val} val photos, HR + LR x2/x3/x4")
-
-
-if __name__ == "__main__":
-    main()

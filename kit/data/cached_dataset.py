@@ -39,7 +39,7 @@ class CachedPairedImageDataset(PairedImageDataset):
     supported here — use ``PairedImageDataset`` for those.
 
     ``teacher_outputs: {teacher name: folder}`` (an option; the training run sets it on the train dataset's
-    options when ``train.teacher_cache`` is on, see :mod:`kit.distill.teacher_cache`) adds each teacher's
+    options when ``train.teacher_cache`` is on, see :mod:`kit.teachers.cache`) adds each teacher's
     image of the sample, cropped and augmented exactly as the GT, as ``sample["teacher"][name]``; the ``.npy`` files are
     memory-mapped, not held in memory.
     """
@@ -100,7 +100,7 @@ class CachedPairedImageDataset(PairedImageDataset):
 def teacher_image_file(teacher_folder: str | os.PathLike, lq_path: str) -> Path:
     """The teacher cache's file layout, in one place: one teacher's image of the LQ file ``lq_path``.
 
-    :mod:`kit.distill.teacher_cache` writes these files and this dataset reads them.
+    :mod:`kit.teachers.cache` writes these files and this dataset reads them.
     """
     return Path(teacher_folder) / f"{Path(lq_path).stem}.npy"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from kit.images import IMAGE_EXTENSIONS
+from kit.images import IMAGE_EXTENSIONS, list_images
 
 
 def check_folder(folder: str | None, where: str) -> int:
@@ -30,7 +30,7 @@ def image_sizes(folder: str | None, where: str) -> dict[Path, tuple[int, int]]:
         return {}
     if not path.is_dir():
         raise FileNotFoundError(f"{where}: folder '{path}' does not exist; fix the path in the options")
-    files = [p for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
+    files = list_images(path)
     if not files:
         raise FileNotFoundError(f"{where}: folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     sizes = {}

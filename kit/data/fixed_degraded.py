@@ -4,7 +4,7 @@
 big teacher (Real-ESRGAN on a CPU costs seconds per 64² input) the LQ images are made once here, the teacher
 labels them once (``train.teacher_cache``) and an :class:`kit.data.lq_folder.LQFolderDataset` serves them::
 
-    python -m kit.data.fixed_degraded --gt datasets/bundled/train/HR --out datasets/gtfree_x4/train/LQ --scale 4
+    python -m kit.cli.fixed_degraded --gt datasets/bundled/train/HR --out datasets/gtfree_x4/train/LQ --scale 4
 
 Image ``i`` (sorted by name) is mod-cropped to ``scale``, optionally centre-cropped to ``max_gt_size``, and
 degraded with ``np.random.default_rng([seed, i])``: the same inputs give the same files. The folder is written
@@ -14,19 +14,17 @@ folder made with other settings is never overwritten.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from kit.data.degradations import BicubicDown, apply_degradations, build_degradations
+from kit.files import staged_folder
 from kit.images import list_images, mod_crop, read_image, write_image
 
-__all__ = ["REALISTIC_X4", "main", "write_degraded_folder"]
+__all__ = ["REALISTIC_X4", "write_degraded_folder"]
 
 # A first-order "real photo" degradation (Real-ESRGAN's ingredients, once each): blur, ×4 down, noise, JPEG.
 REALISTIC_X4 = [
@@ -79,7 +77,7 @@ def write_degraded_folder(
     factor = int(np.prod([d.scale for d in degs if isinstance(d, BicubicDown)] or [1]))
     if factor != scale:
         raise ValueError(f"the degradations downscale by {factor} but the scale is {scale}; add a BicubicDown")
-    settings = {
+    made_with = {
         "source": str(Path(gt_dir).resolve()),
         "images": [p.name for p in files],
         "degradations": degradations,
@@ -88,52 +86,24 @@ def write_degraded_folder(
         "max_gt_size": max_gt_size,
     }
     out = Path(out_dir)
-    manifest = out / "manifest.json"
-    if manifest.is_file():
-        if json.loads(manifest.read_text(encoding="utf-8")) == settings:
-            return out
-        raise ValueError(f"'{out}' was made with other settings (see its manifest.json); delete it or choose --out")
-    if out.exists():
-        raise ValueError(f"'{out}' exists but has no manifest.json; delete it or choose another folder")
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    if _made_already(out, made_with):
+        return out
+    with staged_folder(out, if_exists="error") as tmp:
         for i, path in enumerate(files):
             gt = _centre_crop(mod_crop(read_image(path), scale)[0], max_gt_size, scale)
             lq = apply_degradations(np.ascontiguousarray(gt), degs, np.random.default_rng([seed, i]))
             write_image(tmp / f"{path.stem}.png", lq)
-        (tmp / "manifest.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "manifest.json").write_text(json.dumps(made_with, indent=2) + "\n", encoding="utf-8")
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m kit.data.fixed_degraded``: write a fixed LQ folder from GT photos."""
-    p = argparse.ArgumentParser(description="Degrade GT photos once into a fixed folder of LQ images.")
-    p.add_argument("--gt", required=True, help="folder of clean photos")
-    p.add_argument("--out", required=True, help="LQ folder to create")
-    p.add_argument("--scale", type=int, default=4, help="SR scale (default 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-gt-size", type=int, help="centre-crop each photo to at most this side first")
-    p.add_argument(
-        "--degradations",
-        help="YAML list of degradations (default: blur σ 0.2–2, MATLAB bicubic ×4, noise σ 1–10, JPEG 50–90)",
-    )
-    args = p.parse_args(argv)
-    degs = yaml.safe_load(args.degradations) if args.degradations else REALISTIC_X4
-    if not isinstance(degs, list):
-        p.error("--degradations must be a YAML list, e.g. '[{type: BicubicDown, scale: 4}]'")
-    try:
-        out = write_degraded_folder(args.gt, args.out, degs, args.scale, args.seed, args.max_gt_size)
-    except (ValueError, OSError) as err:
-        print(f"fixed_degraded: error: {err}")
-        return 2
-    print(f"LQ folder ready: {out} ({len(list_images(out))} images)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _made_already(out: Path, made_with: dict) -> bool:
+    """True when ``out`` holds a folder made with ``made_with``; raises when it holds anything else."""
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        if json.loads(manifest.read_text(encoding="utf-8")) == made_with:
+            return True
+        raise ValueError(f"'{out}' was made with other settings (see its manifest.json); delete it or choose --out")
+    if out.exists():
+        raise ValueError(f"'{out}' exists but has no manifest.json; delete it or choose another folder")
+    return False

@@ -14,7 +14,7 @@ workers and BasicSR's CUDA prefetcher.
 
 1. On the CPU (``num_gpu: 0``): **0**. The training step runs on every core (torch's intra-op threads), so
    a worker only takes cores from it; measured here, the in-process loader costs a few percent of a CPU step
-   (``bench/bench_loader.py``).
+   (``python -m bench loader``).
 2. On GPUs: the CPUs this process may use (``os.sched_getaffinity``) shared by the training processes of the
    node (``LOCAL_WORLD_SIZE`` under torchrun, else ``num_gpu``), minus one for the process itself, at most
    :data:`MAX_AUTO_WORKERS`;

@@ -58,7 +58,7 @@ class LQFolderDataset(data.Dataset):
             dataroot_lq: datasets/gtfree_x4/val/LQ   # whole images; validated against the teacher
 
     Samples hold ``lq`` and ``lq_path`` (no ``gt``). ``teacher_outputs: {teacher name: folder}`` (an option,
-    or the attribute that ``train.teacher_cache`` sets, see :mod:`kit.distill.teacher_cache`) adds each
+    or the attribute that ``train.teacher_cache`` sets, see :mod:`kit.teachers.cache`) adds each
     teacher's image of the sample, cropped at ``scale`` × the LQ crop's position and augmented with it, as
     ``sample["teacher"][name]``, the layout of :class:`kit.data.cached_dataset.CachedPairedImageDataset`.
     Decoded LQ images are kept in memory up to ``cache_gb`` (default 4, per data-loader worker).

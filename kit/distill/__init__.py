@@ -1,21 +1,10 @@
-"""Feature distillation plumbing: record features by module path, connect student to teacher shapes.
+"""Distillation: what the student learns from the teacher beyond its image.
 
-- :mod:`kit.distill.recorder` — :class:`FeatureRecorder` (forward hooks, ``"path#k"`` specs).
-- :mod:`kit.distill.connectors` — ``CONNECTOR_REGISTRY``, :func:`build_connector`, :class:`ConvConnector`.
+- :mod:`kit.distill.pairs` — feature pairs: the recorder (forward hooks, ``"path#k"`` specs), connectors, and the
+  wiring of ``train.distill`` (one entry = one pair: student path, teacher path, connector, loss).
+- :mod:`kit.distill.recipes` — ``train.recipes``: training recipes that change the target or the data (one file
+  each, built by the ``type:`` rule from their options key).
+- :mod:`kit.distill.gt_free` — what a run without ground truth must leave out, checked at start-up.
+
+The offline teacher cache (``train.teacher_cache``) lives with the teachers: :mod:`kit.teachers.cache`.
 """
-
-from __future__ import annotations
-
-from kit.distill.connectors import CONNECTOR_REGISTRY, ConvConnector, IdentityConnector, build_connector
-from kit.distill.recorder import FeatureRecorder, closest_paths, module_paths, parse_spec
-
-__all__ = [
-    "CONNECTOR_REGISTRY",
-    "ConvConnector",
-    "FeatureRecorder",
-    "IdentityConnector",
-    "build_connector",
-    "closest_paths",
-    "module_paths",
-    "parse_spec",
-]

@@ -41,7 +41,8 @@ def check_gt_free(has_pixel_loss: bool, recipes: Any, has_output_loss: bool) -> 
 
     Args:
         has_pixel_loss: ``train.pixel_opt`` is set.
-        recipes: The :class:`kit.distill.recipes.Recipes` of the options.
+        recipes: The run's recipes (:class:`kit.distill.recipes.base.Recipes`): ``gt_uses()`` says what of
+            the GT each one reads.
         has_output_loss: ``train.distill.output`` is set.
 
     Raises:
@@ -53,13 +54,9 @@ def check_gt_free(has_pixel_loss: bool, recipes: Any, has_output_loss: bool) -> 
             f"{where}, but train:pixel_opt compares with the GT; remove pixel_opt: the teacher's image "
             "(train:distill:output) is the target"
         )
-    if getattr(recipes, "mix", None) is not None:
-        raise OptionsKeyError(f"{where}, but train:recipes:mix blends the GT into the target; remove the mix recipe")
-    upcycle = getattr(recipes, "upcycle", None)
-    if upcycle is not None and "hr_crop" in upcycle.variants:
-        raise OptionsKeyError(
-            f"{where}, but train:recipes:upcycle variant hr_crop crops the GT; use variants: [zoom_out]"
-        )
+    uses = recipes.gt_uses()  # in the recipes' fixed order: mix, then upcycle
+    if uses:
+        raise OptionsKeyError(f"{where}, but {uses[0]}")
     if not has_output_loss:
         raise OptionsKeyError(
             f"{where}: give train:distill:output (e.g. {{loss: {{type: L1Loss, loss_weight: 1.0}}}}), the "

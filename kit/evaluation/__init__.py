@@ -1,6 +1,6 @@
 """Evaluation of restoration models: image-pair sources, the evaluation loop, its result (``kit-eval``)."""
 
-from kit.evaluation.core import Model, evaluate
+from kit.evaluation.core import EvalSettings, Model, evaluate
 from kit.evaluation.result import EvalResult, EvalRow
 from kit.evaluation.sources import (
     ImagePair,
@@ -15,6 +15,7 @@ from kit.evaluation.sources import (
 __all__ = [
     "EvalResult",
     "EvalRow",
+    "EvalSettings",
     "ImagePair",
     "Model",
     "PairSource",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +22,45 @@ def _to_tensor(img: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().unsqueeze(0)
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How :func:`evaluate` runs the models and what it measures beyond PSNR/SSIM.
+
+    Attributes:
+        tile: Run the models on LR tiles of this size (:func:`kit.infer.tiled.tiled_forward`); ``None``: whole.
+        tile_overlap: LR pixels shared by neighbouring tiles.
+        lpips: Optional ``(img01, ref01) -> (N,)`` distance, e.g. :class:`kit.metrics.LPIPSMetric`.
+        lpips_name: Name of the LPIPS backbone for reports.
+        compare_dir: Write ``<image>.png`` comparison pictures (LQ / models / GT crops with PSNR) here.
+        reference_model: The label of a model whose output is a reference too (e.g. ``"teacher"``: the others are
+            measured *to the teacher*, and the teacher to the GT where there is one).
+    """
+
+    tile: int | None = None
+    tile_overlap: int = 16
+    lpips: Callable[[Tensor, Tensor], Tensor] | None = None
+    lpips_name: str | None = None
+    compare_dir: str | os.PathLike | None = None
+    reference_model: str | None = None
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """What one row measures: the metric's settings and the optional LPIPS distance."""
+
+    scale: int
+    y_channel: bool
+    border: int
+    lpips: Callable[[Tensor, Tensor], Tensor] | None
+
+
 def evaluate(
     models: Mapping[str, Model],
     pairs: Iterable[ImagePair],
     scale: int,
     y_channel: bool = True,
     crop_border: int | None = None,
-    tile: int | None = None,
-    tile_overlap: int = 16,
-    lpips: Callable[[Tensor, Tensor], Tensor] | None = None,
-    lpips_name: str | None = None,
-    compare_dir: str | os.PathLike | None = None,
-    reference_model: str | None = None,
+    settings: EvalSettings | None = None,
 ) -> EvalResult:
     """PSNR/SSIM (optionally LPIPS) of each model on each image pair.
 
@@ -43,16 +71,10 @@ def evaluate(
         scale: Output/input size ratio of every model.
         y_channel: Measure on Y (BT.601) instead of RGB.
         crop_border: Pixels dropped on each side; ``None``: ``scale``.
-        tile: Run the models on LR tiles of this size (:func:`kit.infer.tiled.tiled_forward`); ``None``: whole.
-        tile_overlap: LR pixels shared by neighbouring tiles.
-        lpips: Optional ``(img01, ref01) -> (N,)`` distance, e.g. :class:`kit.metrics.LPIPSMetric`.
-        lpips_name: Name of the LPIPS backbone for reports.
-        compare_dir: Write ``<image>.png`` comparison pictures (LQ / models / GT crops with PSNR) here.
-        reference_model: The label of a model in ``models`` whose output is a reference too (e.g. ``"teacher"``:
-            the others are measured *to the teacher*, and the teacher to the GT where there is one).
+        settings: Tiling, LPIPS, comparison pictures, a model as reference (:class:`EvalSettings`).
 
     Every model is measured against every reference of a pair: its GT (when it has one), its ``refs`` (e.g.
-    teacher images read from a folder) and ``reference_model``'s output; each row names its reference.
+    teacher images read from a folder) and ``settings.reference_model``'s output; each row names its reference.
 
     Returns:
         An :class:`EvalResult`.
@@ -63,7 +85,8 @@ def evaluate(
     """
     if not models:
         raise ValueError("evaluate: no models to evaluate")
-    border = scale if crop_border is None else int(crop_border)
+    s = settings or EvalSettings()
+    measure = _Measure(scale, y_channel, scale if crop_border is None else int(crop_border), s.lpips)
     rows: list[EvalRow] = []
     notes: list[str] = []
     from tqdm import tqdm
@@ -72,50 +95,11 @@ def evaluate(
     for pair in tqdm(pairs, total=total, desc="evaluate", unit="image", disable=None, leave=False):
         if pair.note:
             notes.append(f"{pair.name}: {pair.note}")
-        lq = _to_tensor(pair.lq)
-        refs = {"GT": pair.gt} if pair.gt is not None else {}
-        refs |= dict(pair.refs)
-        if not refs and reference_model is None:
-            raise ValueError(f"'{pair.name}' has no reference to measure against: give its GT or the teacher's image")
-        outputs = {}
-        for label, model in models.items():
-            if tile:
-                from kit.infer.tiled import tiled_forward
-
-                out = tiled_forward(model, lq, scale, int(tile), int(tile_overlap))
-            else:
-                out = model(lq)
-            outputs[label] = torch.as_tensor(out).float().cpu()
-        ref_q = {name: quantize(_to_tensor(img)) for name, img in refs.items()}
-        if reference_model is not None:
-            ref_q[reference_model] = quantize(outputs[reference_model])
         first = len(rows)
-        for ref_name, gt_q in ref_q.items():
-            for label, out in outputs.items():
-                if label == ref_name:
-                    continue
-                if tuple(out.shape) != tuple(gt_q.shape):
-                    raise ValueError(
-                        f"model '{label}' returned {tuple(out.shape)} for '{pair.name}' (input {tuple(lq.shape)}), "
-                        f"but the {ref_name} image is {tuple(gt_q.shape)}; is the scale ({scale}) the model's?"
-                    )
-                out_q = quantize(out)
-                value_lpips = float(lpips(out_q / 255.0, gt_q / 255.0).flatten()[0]) if lpips is not None else None
-                rows.append(
-                    EvalRow(
-                        pair.name,
-                        label,
-                        float(psnr(out_q, gt_q, border, y_channel)[0]),
-                        float(ssim(out_q, gt_q, border, y_channel)[0]),
-                        value_lpips,
-                        ref_name,
-                    )
-                )
-        if compare_dir is not None:
-            primary = next(iter(ref_q))
-            shown = [r for r in rows[first:] if r.reference == primary]
-            extra = {k: v for k, v in pair.refs.items() if k not in outputs}
-            _write_comparison(Path(compare_dir), pair, outputs | extra, shown, scale, y_channel, border, primary)
+        outputs, ref_q = _run_pair(models, pair, scale, s)
+        rows += _measure_pair(pair, outputs, ref_q, measure)
+        if s.compare_dir is not None:
+            _compare(Path(s.compare_dir), pair, outputs, next(iter(ref_q)), rows[first:], measure)
     if not rows:
         raise ValueError("evaluate: no images to evaluate")
     return EvalResult(
@@ -123,13 +107,69 @@ def evaluate(
         models=list(models),
         scale=scale,
         y_channel=y_channel,
-        crop_border=border,
+        crop_border=measure.border,
         data=getattr(pairs, "description", ""),
-        tile=tile,
-        tile_overlap=tile_overlap if tile else None,
-        lpips=lpips_name or (type(lpips).__name__ if lpips is not None else None),
+        tile=s.tile,
+        tile_overlap=s.tile_overlap if s.tile else None,
+        lpips=s.lpips_name or (type(s.lpips).__name__ if s.lpips is not None else None),
         notes=notes,
     )
+
+
+def _run_pair(
+    models: Mapping[str, Model], pair: ImagePair, scale: int, s: EvalSettings
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Every model's output on ``pair.lq`` and the quantised references it is measured against, by name."""
+    refs = {"GT": pair.gt} if pair.gt is not None else {}
+    refs |= dict(pair.refs)
+    if not refs and s.reference_model is None:
+        raise ValueError(f"'{pair.name}' has no reference to measure against: give its GT or the teacher's image")
+    lq = _to_tensor(pair.lq)
+    outputs = {}
+    for label, model in models.items():
+        if s.tile:
+            from kit.infer.tiled import tiled_forward
+
+            out = tiled_forward(model, lq, scale, int(s.tile), int(s.tile_overlap))
+        else:
+            out = model(lq)
+        outputs[label] = torch.as_tensor(out).float().cpu()
+    ref_q = {name: quantize(_to_tensor(img)) for name, img in refs.items()}
+    if s.reference_model is not None:
+        ref_q[s.reference_model] = quantize(outputs[s.reference_model])
+    return outputs, ref_q
+
+
+def _measure_pair(
+    pair: ImagePair, outputs: Mapping[str, Tensor], ref_q: Mapping[str, Tensor], m: _Measure
+) -> list[EvalRow]:
+    """One row per (reference, model) of a pair; a model is not measured against itself."""
+    rows = []
+    for ref_name, gt_q in ref_q.items():
+        for label, out in outputs.items():
+            if label == ref_name:
+                continue
+            if tuple(out.shape) != tuple(gt_q.shape):
+                lq_shape = tuple(_to_tensor(pair.lq).shape)
+                raise ValueError(
+                    f"model '{label}' returned {tuple(out.shape)} for '{pair.name}' (input {lq_shape}), "
+                    f"but the {ref_name} image is {tuple(gt_q.shape)}; is the scale ({m.scale}) the model's?"
+                )
+            out_q = quantize(out)
+            value_lpips = float(m.lpips(out_q / 255.0, gt_q / 255.0).flatten()[0]) if m.lpips is not None else None
+            psnr_value = float(psnr(out_q, gt_q, m.border, m.y_channel)[0])
+            ssim_value = float(ssim(out_q, gt_q, m.border, m.y_channel)[0])
+            rows.append(EvalRow(pair.name, label, psnr_value, ssim_value, value_lpips, ref_name))
+    return rows
+
+
+def _compare(
+    folder: Path, pair: ImagePair, outputs: dict[str, Tensor], primary: str, rows: list[EvalRow], m: _Measure
+) -> Path:
+    """The comparison picture of a pair: its images (outputs and references), PSNR to the ``primary`` reference."""
+    shown = [r for r in rows if r.reference == primary]
+    extra = {k: v for k, v in pair.refs.items() if k not in outputs}
+    return _write_comparison(folder, pair, outputs | extra, shown, m, primary)
 
 
 def _write_comparison(
@@ -137,15 +177,13 @@ def _write_comparison(
     pair: ImagePair,
     outputs: dict[str, Tensor | np.ndarray],
     rows: list[EvalRow],
-    scale: int,
-    y: bool,
-    border: int,
+    m: _Measure,
     reference: str = "GT",
 ) -> Path:
     from kit.infer.compare import comparison_png, detail_box, tensor_to_image
 
     images = {k: v if isinstance(v, np.ndarray) else tensor_to_image(v) for k, v in outputs.items()}
     crops = {"LQ": pair.lq, **images} | ({"GT": pair.gt} if pair.gt is not None else {})
-    box = detail_box(pair.gt if pair.gt is not None else images[reference], scale)
-    title = f"{pair.name}: PSNR to the {reference} on {'Y' if y else 'RGB'}, border {border}"
+    box = detail_box(pair.gt if pair.gt is not None else images[reference], m.scale)
+    title = f"{pair.name}: PSNR to the {reference} on {'Y' if m.y_channel else 'RGB'}, border {m.border}"
     return comparison_png(folder / f"{pair.name}.png", crops, {r.model: r.psnr for r in rows}, box, title)

@@ -123,7 +123,8 @@ def degraded_pairs(
     )
 
 
-def _dataset(opt: Mapping[str, Any] | None, phase: str) -> dict | None:
+def dataset_options(opt: Mapping[str, Any] | None, phase: str) -> dict | None:
+    """The options' first ``datasets`` entry for ``phase`` (``train``, ``val``: the key equals or starts with it)."""
     for key, ds in ((opt or {}).get("datasets") or {}).items():
         if (key == phase or key.startswith(phase)) and isinstance(ds, dict):
             return ds
@@ -139,7 +140,7 @@ def training_degradation(opt: Mapping[str, Any] | None, scale: int) -> tuple[lis
     Raises:
         ValueError: scale 1 without a ``DegradedImageDataset``: there is no degradation to reproduce.
     """
-    train = _dataset(opt, "train")
+    train = dataset_options(opt, "train")
     if train is not None and train.get("type") == "DegradedImageDataset":
         specs = [dict(s) for s in train.get("degradations") or []]
         return specs, int(train.get("seed", 0)), f"the training degradations {json.dumps(specs)}"
@@ -165,7 +166,7 @@ def bundled_pairs(scale: int, opt: Mapping[str, Any] | None = None) -> PairSourc
     from kit.data import bundled
 
     root = bundled.build()
-    train = _dataset(opt, "train")
+    train = dataset_options(opt, "train")
     if (train is None or train.get("type") != "DegradedImageDataset") and scale in bundled.SCALES:
         return folder_pairs(root / "val" / "LR_bicubic" / f"X{scale}", root / "val" / "HR", scale)
     specs, seed, label = training_degradation(opt, scale)
@@ -174,7 +175,7 @@ def bundled_pairs(scale: int, opt: Mapping[str, Any] | None = None) -> PairSourc
 
 def validation_pairs(opt: Mapping[str, Any], scale: int) -> PairSource:
     """The options' ``val`` dataset (paired folders or a ``DegradedImageDataset``), else :func:`bundled_pairs`."""
-    val = _dataset(opt, "val")
+    val = dataset_options(opt, "val")
     if val is not None and val.get("dataroot_gt"):
         gt = resolve_path(val["dataroot_gt"])
         if val.get("type") == "DegradedImageDataset":

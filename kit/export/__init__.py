@@ -1,6 +1,7 @@
 """Export: the size gate (params, MACs), ONNX export and verification, NTIRE/INT8 formats, the submission folder.
 
-``python export.py -opt options/distill.yml`` runs :func:`main`; :func:`export_submission` is the function API.
+``python export.py -opt options/distill.yml`` runs :func:`kit.cli.export.main`; :func:`export_submission` (with
+:class:`SubmissionSettings`) is the function API.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from kit.export.submission import (
     DEFAULT_OUT_DIR,
     SubmissionError,
     SubmissionResult,
+    SubmissionSettings,
     export_submission,
-    main,
     sha256_file,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "ExportError",
     "SubmissionError",
     "SubmissionResult",
+    "SubmissionSettings",
     "Int8Settings",
     "budget_violations",
     "challenge_counts",
@@ -38,7 +40,6 @@ __all__ = [
     "export_onnx",
     "export_submission",
     "fvcore_flops",
-    "main",
     "measure_budget",
     "ntire_activations",
     "onnx_param_count",

@@ -74,11 +74,11 @@ class Int8Settings:
 
 def _train_lq_images(opt: Mapping[str, Any], scale: int) -> tuple[list[np.ndarray], str]:
     """The training LQ images (RGB float32 HWC in [0, 1]) and where they came from."""
-    from kit.evaluation.sources import _dataset, training_degradation
+    from kit.evaluation.sources import dataset_options, training_degradation
     from kit.images import list_images, mod_crop, read_image
     from kit.options import resolve_path
 
-    train = _dataset(opt, "train")
+    train = dataset_options(opt, "train")
     if train is None:
         raise ValueError("INT8 calibration uses the training LQ images, but the options have no datasets.train")
     if (train.get("io_backend") or {}).get("type", "disk") != "disk":

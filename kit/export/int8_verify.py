@@ -58,7 +58,6 @@ def int8_model(
     Raises:
         ExportError: quantisation failed, or the INT8 file fails the checker, does not run or has the wrong shape.
     """
-    from kit.evaluation import evaluate, validation_pairs
     from kit.runners import OnnxRunner
 
     fp32_path, path = folder / "model.onnx", folder / INT8_FILE
@@ -68,7 +67,49 @@ def int8_model(
     except (RuntimeError, ValueError, OSError) as err:
         raise ExportError(f"INT8: {err}") from err
     check_onnx(path)
-    runner, reference = OnnxRunner(path), OnnxRunner(fp32_path)
+    runner = OnnxRunner(path)
+    checks = _parity_vs_fp32(runner, OnnxRunner(fp32_path), inputs)
+    validation, metric = _validation(runner, opt, scale, fp32)
+    ms_fp32, ms_int8 = side_by_side_latency([fp32_path, path], inputs[0].numpy(), runs)
+    size_fp32, size_int8 = fp32_path.stat().st_size, path.stat().st_size
+    record.update(
+        calibration=calibration,
+        calibration_crops=settings.crops,
+        calibration_crop_size=settings.crop_size,
+        parity_vs_fp32=checks,
+        validation=validation,
+        size_bytes={"fp32": size_fp32, "int8": size_int8, "ratio": size_fp32 / size_int8},
+        latency=_latency(list(inputs[0].shape), runs, ms_fp32, ms_int8),
+    )
+    say(
+        f"INT8 {INT8_FILE}: PSNR {validation['psnr']:.3f} dB (fp32 {fp32.means['psnr']:.3f}, drop "
+        f"{validation['psnr_drop_vs_fp32']:+.3f}; {metric}), onnxruntime CPU {ms_int8:.1f} ms vs "
+        f"fp32 {ms_fp32:.1f} ms ({ms_fp32 / ms_int8:.2f}x), {size_int8 / 1e6:.2f} MB vs {size_fp32 / 1e6:.2f} MB"
+    )
+    return record
+
+
+def _latency(shape: list[int], runs: int, ms_fp32: float, ms_int8: float) -> dict[str, Any]:
+    """The manifest's ``int8.latency``: both files timed side by side."""
+    return {
+        "provider": "CPUExecutionProvider",
+        "input_shape": shape,
+        "runs": runs,
+        "fp32_ms_median": ms_fp32,
+        "int8_ms_median": ms_int8,
+        "speedup": ms_fp32 / ms_int8,
+        "how": "both files timed in alternation in one process (median of the runs after two warm-ups each)",
+    }
+
+
+def _parity_vs_fp32(
+    runner: Callable[[Tensor], Tensor], reference: Callable[[Tensor], Tensor], inputs: list[Tensor]
+) -> list[dict[str, Any]]:
+    """Max abs error and PSNR of the INT8 output against the fp32 file's at each parity input.
+
+    Raises:
+        ExportError: the INT8 output does not have the fp32 output's shape.
+    """
     checks = []
     for x in inputs:
         out, ref = runner(x), reference(x)
@@ -83,45 +124,31 @@ def int8_model(
                 "psnr_vs_fp32": _psnr(out, ref),
             }
         )
+    return checks
+
+
+def _validation(
+    runner: Callable[[Tensor], Tensor], opt: Mapping[str, Any], scale: int, fp32: ValidationRecord
+) -> tuple[dict[str, Any], str]:
+    """The manifest's ``int8.validation`` (the fp32 metric and RGB border 4, each beside fp32) and the metric label."""
+    from kit.evaluation import evaluate, validation_pairs
+
     pairs = lambda: validation_pairs(opt, scale)  # noqa: E731  (fresh iterator per evaluation)
     y = evaluate({"int8": runner}, pairs(), scale, fp32.y_channel, fp32.crop_border)
     rgb = evaluate({"int8": runner}, pairs(), scale, False, 4)
     means, means_rgb = y.means()["int8"], rgb.means()["int8"]
-    ms_fp32, ms_int8 = side_by_side_latency([fp32_path, path], inputs[0].numpy(), runs)
-    size_fp32, size_int8 = fp32_path.stat().st_size, path.stat().st_size
     fp32_rgb = fp32.rgb_border4 or {}
-    record.update(
-        calibration=calibration,
-        calibration_crops=settings.crops,
-        calibration_crop_size=settings.crop_size,
-        parity_vs_fp32=checks,
-        validation={
-            "metric": y.metric_label,
-            "psnr": means["psnr"],
-            "ssim": means["ssim"],
-            "psnr_drop_vs_fp32": fp32.means["psnr"] - means["psnr"],
-            "ssim_drop_vs_fp32": fp32.means["ssim"] - means["ssim"],
-            "rgb_border4": {
-                "psnr": means_rgb["psnr"],
-                "ssim": means_rgb["ssim"],
-                "psnr_drop_vs_fp32": fp32_rgb.get("psnr", math.nan) - means_rgb["psnr"],
-            },
-            "num_images": len(y.images()),
+    validation = {
+        "metric": y.metric_label,
+        "psnr": means["psnr"],
+        "ssim": means["ssim"],
+        "psnr_drop_vs_fp32": fp32.means["psnr"] - means["psnr"],
+        "ssim_drop_vs_fp32": fp32.means["ssim"] - means["ssim"],
+        "rgb_border4": {
+            "psnr": means_rgb["psnr"],
+            "ssim": means_rgb["ssim"],
+            "psnr_drop_vs_fp32": fp32_rgb.get("psnr", math.nan) - means_rgb["psnr"],
         },
-        size_bytes={"fp32": size_fp32, "int8": size_int8, "ratio": size_fp32 / size_int8},
-        latency={
-            "provider": "CPUExecutionProvider",
-            "input_shape": list(inputs[0].shape),
-            "runs": runs,
-            "fp32_ms_median": ms_fp32,
-            "int8_ms_median": ms_int8,
-            "speedup": ms_fp32 / ms_int8,
-            "how": "both files timed in alternation in one process (median of the runs after two warm-ups each)",
-        },
-    )
-    say(
-        f"INT8 {INT8_FILE}: PSNR {means['psnr']:.3f} dB (fp32 {fp32.means['psnr']:.3f}, drop "
-        f"{record['validation']['psnr_drop_vs_fp32']:+.3f}; {y.metric_label}), onnxruntime CPU {ms_int8:.1f} ms vs "
-        f"fp32 {ms_fp32:.1f} ms ({ms_fp32 / ms_int8:.2f}x), {size_int8 / 1e6:.2f} MB vs {size_fp32 / 1e6:.2f} MB"
-    )
-    return record
+        "num_images": len(y.images()),
+    }
+    return validation, y.metric_label

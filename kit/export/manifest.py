@@ -27,7 +27,16 @@ if TYPE_CHECKING:
     from kit.evaluation import EvalResult
     from kit.export.counts import ChallengeCounts
 
-__all__ = ["FILES", "OnnxRecord", "ValidationRecord", "build_manifest", "git_state", "sha256_file", "write_records"]
+__all__ = [
+    "FILES",
+    "ManifestInputs",
+    "OnnxRecord",
+    "ValidationRecord",
+    "build_manifest",
+    "git_state",
+    "sha256_file",
+    "write_records",
+]
 
 FILES = ("model.onnx", "weights.safetensors", "README.txt")  # always there; manifest.json lists every file's sha256
 
@@ -110,31 +119,11 @@ def _kit_version() -> str:
     return getattr(kit, "__version__", "unknown")
 
 
-def build_manifest(
-    *,
-    name: str,
-    architecture: str,
-    scale: int,
-    budget: Budget,
-    reference_input: list[int],
-    max_params: int | None,
-    max_gmacs: float | None,
-    onnx: OnnxRecord,
-    validation: ValidationRecord,
-    checkpoint: Mapping[str, str],
-    options_file: str | None,
-    opt: Mapping[str, Any],
-    counts: ChallengeCounts | None = None,
-    runtime: Mapping[str, Any] | None = None,
-    ntire: Mapping[str, Any] | None = None,
-    int8: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The manifest without ``files`` (added by :func:`write_records` once the files are final).
+@dataclass(frozen=True)
+class ManifestInputs:
+    """What the export steps established, gathered into the manifest by :func:`build_manifest`.
 
-    Every path in it is relative to the repo root, or a plain file name when outside it (:func:`scrub_paths`):
-    a submission carries no machine paths.
-
-    Args:
+    Attributes:
         name: Submission name.
         architecture: Class name of the deployed network.
         scale: Output size / input size, as measured on the network.
@@ -152,26 +141,74 @@ def build_manifest(
         ntire: The NTIRE package's record (:meth:`kit.export.ntire.NtirePackage.record`), if written.
         int8: The INT8 model's record (:func:`kit.export.int8_verify.int8_model`), if written.
     """
-    result, means = validation.result, validation.means
+
+    name: str
+    architecture: str
+    scale: int
+    budget: Budget
+    reference_input: list[int]
+    max_params: int | None
+    max_gmacs: float | None
+    onnx: OnnxRecord
+    validation: ValidationRecord
+    checkpoint: Mapping[str, str]
+    options_file: str | None
+    opt: Mapping[str, Any]
+    counts: ChallengeCounts | None = None
+    runtime: Mapping[str, Any] | None = None
+    ntire: Mapping[str, Any] | None = None
+    int8: Mapping[str, Any] | None = None
+
+
+def build_manifest(inputs: ManifestInputs) -> dict[str, Any]:
+    """The manifest without ``files`` (added by :func:`write_records` once the files are final).
+
+    Every path in it is relative to the repo root, or a plain file name when outside it (:func:`scrub_paths`):
+    a submission carries no machine paths.
+    """
+    i = inputs
+    budget = i.budget
     manifest = {
-        "name": name,
+        "name": i.name,
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "architecture": architecture,
-        "scale": scale,
-        "task": _task(scale),
+        "architecture": i.architecture,
+        "scale": i.scale,
+        "task": _task(i.scale),
         "params": {
             "torch": budget.params,
-            "onnx": onnx.counted.params,
-            "onnx_constants": onnx.counted.constants,
-            "note": _params_note(budget.params, onnx.counted),
+            "onnx": i.onnx.counted.params,
+            "onnx_constants": i.onnx.counted.constants,
+            "note": _params_note(budget.params, i.onnx.counted),
         },
         "macs": {
             "gmacs": budget.gmacs,
             "macs": budget.macs,
-            "reference_input": reference_input,
+            "reference_input": i.reference_input,
             "method": MACS_METHOD,
         },
-        "limits": {"max_params": max_params, "max_gmacs": max_gmacs, "inclusive": True},
+        "limits": {"max_params": i.max_params, "max_gmacs": i.max_gmacs, "inclusive": True},
+        **_onnx_sections(i.onnx),
+        **_validation_sections(i.validation),
+        "counts": i.counts.record() if i.counts is not None else None,
+        "runtime": dict(i.runtime) if i.runtime is not None else None,
+        "ntire": dict(i.ntire) if i.ntire is not None else None,
+        "int8": dict(i.int8) if i.int8 is not None else None,
+        "checkpoint": {
+            "path": portable_path(i.checkpoint["path"]),
+            "param_key": i.checkpoint["param_key"],
+            "sha256": sha256_file(i.checkpoint["path"]),
+        },
+        "options_file": portable_path(i.options_file) if i.options_file else None,
+        "options": _json_safe(i.opt),
+        "kit_version": _kit_version(),
+        "git": git_state(),
+    }
+    return scrub_paths(_json_safe(manifest))
+
+
+def _onnx_sections(onnx: OnnxRecord) -> dict[str, Any]:
+    """The manifest's ``onnx`` (the file and its conventions) and ``parity`` entries."""
+    return {
         "onnx": {
             "file": "model.onnx",
             "opset": int(onnx.opset),
@@ -189,6 +226,13 @@ def build_manifest(
             "photo": onnx.photo,
             "checks": [asdict(c) for c in onnx.checks],
         },
+    }
+
+
+def _validation_sections(validation: ValidationRecord) -> dict[str, Any]:
+    """The manifest's ``latency`` and ``validation`` entries."""
+    result, means = validation.result, validation.means
+    return {
         "latency": {
             "onnxruntime_cpu_ms_median": validation.latency_ms,
             "runs": validation.latency_runs,
@@ -208,21 +252,7 @@ def build_manifest(
             "notes": result.notes,
             "rgb_border4": validation.rgb_border4,
         },
-        "counts": counts.record() if counts is not None else None,
-        "runtime": dict(runtime) if runtime is not None else None,
-        "ntire": dict(ntire) if ntire is not None else None,
-        "int8": dict(int8) if int8 is not None else None,
-        "checkpoint": {
-            "path": portable_path(checkpoint["path"]),
-            "param_key": checkpoint["param_key"],
-            "sha256": sha256_file(checkpoint["path"]),
-        },
-        "options_file": portable_path(options_file) if options_file else None,
-        "options": _json_safe(opt),
-        "kit_version": _kit_version(),
-        "git": git_state(),
     }
-    return scrub_paths(_json_safe(manifest))
 
 
 def _readme_files(m: Mapping[str, Any]) -> str:

@@ -1,11 +1,6 @@
-"""``python export.py``: student checkpoint → size gate → verified ONNX → ``submissions/<name>/`` and its zip.
+"""The export: student checkpoint → size gate → verified ONNX → ``submissions/<name>/`` and its zip.
 
-Usage::
-
-    python export.py -opt options/distill.yml                       # experiments/<name>/models/net_g_latest.pth
-    python export.py -opt options/distill.yml --checkpoint best.pth --name team_x4 --max-gmacs 200 --fp16
-    python export.py -opt options/distill.yml --input-size 320x180 --out-dir /tmp/subs --force
-    python export.py -opt options/distill.yml --ntire-team 7 --int8  # + NTIRE ESR package and an INT8 model
+The command line (``python export.py``, its flags) is :mod:`kit.cli.export`; here is :func:`export_submission`.
 
 Steps (any failure exits non-zero and leaves the submissions folder as it was):
 
@@ -28,14 +23,10 @@ Steps (any failure exits non-zero and leaves the submissions folder as it was):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import copy
 import datetime as dt
 import os
-import re
 import shutil
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -47,12 +38,19 @@ import torch
 from torch import Tensor, nn
 
 from kit.archs.deploy import deploy_network
-from kit.checkpoint import CheckpointError
 from kit.export.budget import Budget, BudgetError, budget_violations, measure_budget
 from kit.export.counts import ChallengeCounts, challenge_counts
-from kit.export.int8 import CALIBRATION_METHODS, FLOAT_PARTS, Int8Settings
+from kit.export.int8 import Int8Settings
 from kit.export.leftovers import claim, clean_stale
-from kit.export.manifest import OnnxRecord, ValidationRecord, build_manifest, git_state, sha256_file, write_records
+from kit.export.manifest import (
+    ManifestInputs,
+    OnnxRecord,
+    ValidationRecord,
+    build_manifest,
+    git_state,
+    sha256_file,
+    write_records,
+)
 from kit.export.ntire import check_request, class_name, verify_package, write_package
 from kit.export.onnx_export import (
     FP16_TOLERANCE,
@@ -67,16 +65,16 @@ from kit.export.onnx_export import (
     reference_photo,
 )
 from kit.export.runtime import runtime_record
-from kit.options import REPO_ROOT, OptionsError, check_name, load_options
+from kit.options import REPO_ROOT, OptionsError, check_name
 
 __all__ = [
     "DEFAULT_MAX_PARAMS",
     "DEFAULT_OUT_DIR",
     "SubmissionError",
     "SubmissionResult",
+    "SubmissionSettings",
     "export_submission",
     "git_state",
-    "main",
     "sha256_file",
 ]
 
@@ -100,28 +98,11 @@ class SubmissionResult:
     replaced: list[Path]
 
 
-def export_submission(
-    opt: Mapping[str, Any],
-    checkpoint: str | os.PathLike | None = None,
-    name: str | None = None,
-    max_params: int | None = DEFAULT_MAX_PARAMS,
-    max_gmacs: float | None = None,
-    opset: int = 17,
-    fp16: bool = False,
-    input_size: tuple[int, int] = (256, 256),
-    out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
-    force: bool = False,
-    options_file: str | None = None,
-    latency_runs: int = 5,
-    log: Callable[[str], None] | None = None,
-    ntire_team: int | None = None,
-    ntire_name: str | None = None,
-    int8: Int8Settings | None = None,
-) -> SubmissionResult:
-    """Check, export and verify the options' student and write ``out_dir/<name>/`` and ``out_dir/<name>.zip``.
+@dataclass(frozen=True)
+class SubmissionSettings:
+    """What :func:`export_submission` writes and checks (``export.py``'s flags).
 
-    Args:
-        opt: Options dict (as loaded from YAML: ``name``, ``scale``, ``network_g``, ``datasets``, ``val``).
+    Attributes:
         checkpoint: Student weights; ``None``: ``experiments/<name>/models/net_g_latest.pth``.
         name: Submission name; ``None``: the options' ``name``.
         max_params: Inclusive parameter limit (``None``: no limit).
@@ -133,11 +114,47 @@ def export_submission(
         force: Move an existing submission of the same name aside instead of refusing.
         options_file: Path of the options file, recorded in the manifest.
         latency_runs: Timed onnxruntime runs (median reported).
-        log: Receives one line per step (the CLI prints them).
         ntire_team: Write and verify the NTIRE ESR package ``ntire/`` for this team id (``None``: no package).
         ntire_name: Its class name; ``None``: the submission name in CamelCase (``distill_rlfn_x4`` ->
             ``DistillRlfnX4``).
         int8: Add ``model_int8.onnx``, quantised statically with these settings (``None``: no INT8 model).
+    """
+
+    checkpoint: str | os.PathLike | None = None
+    name: str | None = None
+    max_params: int | None = DEFAULT_MAX_PARAMS
+    max_gmacs: float | None = None
+    opset: int = 17
+    fp16: bool = False
+    input_size: tuple[int, int] = (256, 256)
+    out_dir: str | os.PathLike = DEFAULT_OUT_DIR
+    force: bool = False
+    options_file: str | None = None
+    latency_runs: int = 5
+    ntire_team: int | None = None
+    ntire_name: str | None = None
+    int8: Int8Settings | None = None
+
+
+@dataclass(frozen=True)
+class _Student:
+    """The deployed student and what was measured on it before anything is written."""
+
+    deployed: nn.Module
+    loaded: dict[str, str]
+    budget: Budget
+    counts: ChallengeCounts
+
+
+def export_submission(
+    opt: Mapping[str, Any], settings: SubmissionSettings | None = None, log: Callable[[str], None] | None = None
+) -> SubmissionResult:
+    """Check, export and verify the options' student and write ``out_dir/<name>/`` and ``out_dir/<name>.zip``.
+
+    Args:
+        opt: Options dict (as loaded from YAML: ``name``, ``scale``, ``network_g``, ``datasets``, ``val``).
+        settings: What to write and check (:class:`SubmissionSettings`; ``None``: the defaults).
+        log: Receives one line per step (the CLI prints them).
 
     Returns:
         A :class:`SubmissionResult`.
@@ -148,59 +165,78 @@ def export_submission(
         BudgetError: over a limit; nothing is written.
         ExportError: export, checker or parity failed (ONNX, NTIRE package, INT8); nothing is left in ``out_dir``.
     """
+    s = settings or SubmissionSettings()
     say = log or (lambda line: None)
-    name, out_dir = _check_target(opt, name, out_dir, force)
-    if ntire_team is not None:
-        ntire_name = ntire_name or class_name(name)
-        check_request(opt["network_g"], ntire_team, ntire_name)
-    if int8 is not None and fp16:
+    name, out_dir = _check_target(opt, s.name, s.out_dir, s.force)
+    ntire_name = None
+    if s.ntire_team is not None:
+        ntire_name = s.ntire_name or class_name(name)
+        check_request(opt["network_g"], s.ntire_team, ntire_name)
+    if s.int8 is not None and s.fp16:
         raise SubmissionError("--int8 quantises the float32 model; drop --fp16")
-    h, w = (int(v) for v in input_size)
-    deployed, loaded, budget = _deployed_within_budget(opt, checkpoint, h, w, max_params, max_gmacs, out_dir, say)
-    counts = _challenge_counts(deployed, budget, say)
+    h, w = (int(v) for v in s.input_size)
+    deployed, loaded, budget = _deployed_within_budget(opt, s.checkpoint, h, w, s.max_params, s.max_gmacs, out_dir, say)
+    student = _Student(deployed, loaded, budget, _challenge_counts(deployed, budget, say))
 
     with _staging(out_dir, name) as tmp:
         staged = tmp / name
         staged.mkdir()
-        onnx, runner, inputs = _export_verified_onnx(deployed, staged / "model.onnx", opt, h, w, opset, fp16, say)
-        scale = _output_scale(deployed, inputs[0], opt, h, w)
-        validation = _validate_onnx(runner, inputs[0], opt, scale, latency_runs, say)
-        from kit.evaluation import validation_pairs
+        manifest = _write_verified(staged, opt, student, s, ntire_name, say)
+        _zip_readable(staged, tmp / f"{name}.zip")
+        replaced = _put_in_place(tmp, out_dir, name, s.force)
+    return SubmissionResult(out_dir / name, out_dir / f"{name}.zip", manifest, replaced)
 
-        runtime = runtime_record(
-            deployed, (p.lq for p in validation_pairs(opt, scale)), validation.latency_ms, list(inputs[0].shape)
-        )
-        ntire = None
-        if ntire_team is not None:
-            ntire = _ntire_package(staged / "ntire", deployed, opt, ntire_team, ntire_name, scale, inputs, counts, say)
-        int8_record = None
-        if int8 is not None:
-            from kit.export.int8_verify import int8_model
 
-            int8_record = int8_model(staged, opt, scale, inputs, validation, int8, latency_runs, say)
-        _save_weights(deployed, staged / "weights.safetensors")
-        manifest = build_manifest(
-            name=name,
+def _write_verified(
+    staged: Path,
+    opt: Mapping[str, Any],
+    student: _Student,
+    s: SubmissionSettings,
+    ntire_name: str | None,
+    say: _Say,
+) -> dict[str, Any]:
+    """Write and verify every file of the submission into ``staged`` (named after it); returns the manifest."""
+    from kit.evaluation import validation_pairs
+
+    h, w = (int(v) for v in s.input_size)
+    deployed = student.deployed
+    onnx, runner, inputs = _export_verified_onnx(deployed, staged / "model.onnx", opt, h, w, s.opset, s.fp16, say)
+    scale = _output_scale(deployed, inputs[0], opt, h, w)
+    validation = _validate_onnx(runner, inputs[0], opt, scale, s.latency_runs, say)
+    runtime = runtime_record(
+        deployed, (p.lq for p in validation_pairs(opt, scale)), validation.latency_ms, list(inputs[0].shape)
+    )
+    ntire = None
+    if s.ntire_team is not None:
+        ntire = _ntire_package(staged / "ntire", student, opt, (s.ntire_team, ntire_name), scale, inputs, say)
+    int8_record = None
+    if s.int8 is not None:
+        from kit.export.int8_verify import int8_model
+
+        int8_record = int8_model(staged, opt, scale, inputs, validation, s.int8, s.latency_runs, say)
+    _save_weights(deployed, staged / "weights.safetensors")
+    manifest = build_manifest(
+        ManifestInputs(
+            name=staged.name,
             architecture=type(deployed).__name__,
             scale=scale,
-            budget=budget,
+            budget=student.budget,
             reference_input=[1, 3, h, w],
-            max_params=max_params,
-            max_gmacs=max_gmacs,
+            max_params=s.max_params,
+            max_gmacs=s.max_gmacs,
             onnx=onnx,
             validation=validation,
-            checkpoint=loaded,
-            options_file=options_file,
+            checkpoint=student.loaded,
+            options_file=s.options_file,
             opt=opt,
-            counts=counts,
+            counts=student.counts,
             runtime=runtime,
             ntire=ntire,
             int8=int8_record,
         )
-        write_records(staged, manifest)
-        _zip_readable(staged, tmp / f"{name}.zip")
-        replaced = _put_in_place(tmp, out_dir, name, force)
-    return SubmissionResult(out_dir / name, out_dir / f"{name}.zip", manifest, replaced)
+    )
+    write_records(staged, manifest)
+    return manifest
 
 
 def _check_target(
@@ -273,16 +309,16 @@ def _challenge_counts(deployed: nn.Module, budget: Budget, say: _Say) -> Challen
 
 def _ntire_package(
     folder: Path,
-    deployed: nn.Module,
+    student: _Student,
     opt: Mapping[str, Any],
-    team: int,
-    cls: str,
+    team_and_class: tuple[int, str],
     scale: int,
     inputs: list[Tensor],
-    counts: ChallengeCounts,
     say: _Say,
 ) -> dict[str, Any]:
-    """Write the NTIRE package, run it with the kit hidden against ``deployed``, and check fvcore counts it alike."""
+    """Write the NTIRE package, run it with the kit hidden against the deployed network, check fvcore counts alike."""
+    team, cls = team_and_class
+    deployed, counts = student.deployed, student.counts
     package = verify_package(write_package(folder, deployed, opt["network_g"], team, cls, scale), deployed, inputs)
     if package.fvcore_flops is not None and package.fvcore_flops != counts.flops:
         raise ExportError(
@@ -454,112 +490,3 @@ def _move_aside(out_dir: Path, name: str) -> list[Path]:
         os.replace(old, new)
         moved.append(new)
     return moved
-
-
-def _count(text: str) -> int:
-    """``5000000``, ``5_000_000``, ``5e6`` or ``5M`` → 5000000."""
-    t = text.strip().lower().replace("_", "").replace(",", "")
-    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
-    value = float(t[:-1] if mult > 1 else t) * mult
-    if value < 0 or value != int(value):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole, non-negative number of parameters")
-    return int(value)
-
-
-def _size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not m or min(int(m.group(1)), int(m.group(2))) < 4:
-        raise argparse.ArgumentTypeError(f"--input-size '{text}' must look like HxW with sides >= 4, e.g. 256x256")
-    return int(m.group(1)), int(m.group(2))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """``export.py``'s flags."""
-    p = argparse.ArgumentParser(
-        prog="export.py",
-        description="Check the student's size, export it to ONNX, verify it and write submissions/<name>/.",
-    )
-    p.add_argument("-opt", required=True, help="options YAML (the student is its network_g)")
-    p.add_argument("--checkpoint", help="student weights (default experiments/<name>/models/net_g_latest.pth)")
-    p.add_argument("--name", help="submission name (default: the options' name)")
-    p.add_argument("--max-params", type=_count, default=DEFAULT_MAX_PARAMS, help="inclusive limit (default 5M)")
-    p.add_argument("--max-gmacs", type=float, help="inclusive GMACs limit at --input-size (default: none)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--fp16", action="store_true", help=f"float16 weights (parity tolerance {FP16_TOLERANCE:g})")
-    p.add_argument("--input-size", type=_size, default=(256, 256), help="reference LR input HxW (default 256x256)")
-    p.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="submissions folder (default <repo>/submissions)")
-    p.add_argument("--force", action="store_true", help="move an existing submission aside instead of refusing")
-    p.add_argument("--latency-runs", type=int, default=5, help="timed onnxruntime runs (median; default 5)")
-    g = p.add_argument_group("NTIRE Efficient SR package (ntire/ beside model.onnx)")
-    g.add_argument("--ntire-team", type=int, metavar="ID", help="team id: write ntire/models/team<ID>_<Name>.py etc.")
-    g.add_argument("--ntire-name", help="class name <Name> (default: the submission name in CamelCase)")
-    g = p.add_argument_group("INT8 (model_int8.onnx beside model.onnx)")
-    g.add_argument("--int8", action="store_true", help="add a statically quantised INT8 ONNX model (QDQ)")
-    g.add_argument("--int8-crops", type=int, default=64, help="calibration crops of the training LR (default 64)")
-    g.add_argument("--int8-crop-size", type=int, default=64, help="side of each calibration crop (default 64)")
-    g.add_argument("--int8-method", choices=CALIBRATION_METHODS, default="minmax", help="calibration (default minmax)")
-    g.add_argument(
-        "--int8-keep-float",
-        default="image",
-        help=f"comma-separated parts left in float, of {', '.join(FLOAT_PARTS)}; 'none' for none (default image)",
-    )
-    return p
-
-
-def _int8_settings(args: argparse.Namespace) -> Int8Settings | None:
-    if not args.int8:
-        return None
-    keep = tuple(p.strip() for p in args.int8_keep_float.split(",") if p.strip() and p.strip() != "none")
-    return Int8Settings(args.int8_crops, args.int8_crop_size, args.int8_method, keep)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the export; print each step and a summary. Exit 1 when a check fails, 2 on bad input."""
-    args = build_parser().parse_args(argv)
-    try:
-        opt = load_options(args.opt)
-        result = export_submission(
-            copy.deepcopy(opt),
-            checkpoint=args.checkpoint,
-            name=args.name,
-            max_params=args.max_params,
-            max_gmacs=args.max_gmacs,
-            opset=args.opset,
-            fp16=args.fp16,
-            input_size=args.input_size,
-            out_dir=args.out_dir,
-            force=args.force,
-            options_file=str(Path(args.opt).resolve()),
-            latency_runs=args.latency_runs,
-            log=print,
-            ntire_team=args.ntire_team,
-            ntire_name=args.ntire_name,
-            int8=_int8_settings(args),
-        )
-    except (BudgetError, ExportError) as err:
-        print(f"export: FAILED: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, OSError, CheckpointError) as err:
-        print(f"export: error: {err}", file=sys.stderr)
-        return 2
-    m = result.manifest
-    for old in result.replaced:
-        print(f"previous submission moved aside to {old}")
-    print(f"submission: {result.folder}")
-    print(f"zip: {result.zip} (sha256 {sha256_file(result.zip)})")
-    ref = "x".join(map(str, m["macs"]["reference_input"]))
-    print(
-        f"{m['params']['torch']:,d} params, {m['macs']['gmacs']:.4f} GMACs at {ref}, "
-        f"PSNR {m['validation']['psnr']:.3f} dB / SSIM {m['validation']['ssim']:.4f} "
-        f"({'Y' if m['validation']['y_channel'] else 'RGB'}, border {m['validation']['crop_border']}), "
-        f"onnxruntime CPU {m['latency']['onnxruntime_cpu_ms_median']:.1f} ms"
-    )
-    if m["ntire"]:
-        print(f"NTIRE package: {result.folder / 'ntire'} (paste {m['ntire']['select_model']} into test_demo.py)")
-    if m["int8"]:
-        q = m["int8"]
-        print(
-            f"INT8: {q['file']}, PSNR drop {q['validation']['psnr_drop_vs_fp32']:+.3f} dB, "
-            f"{q['latency']['speedup']:.2f}x the fp32 speed in onnxruntime CPU"
-        )
-    return 0

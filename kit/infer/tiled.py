@@ -81,6 +81,21 @@ def _as_tensor(out, like: Tensor) -> Tensor:
     return out.to(like.device)
 
 
+def _checked_feather(lq: Tensor, scale: int, tile: int, overlap: int, feather: int | None) -> int:
+    """The feather width :func:`tiled_forward` uses; raises on a bad shape or tiling."""
+    if lq.dim() != 4:
+        raise ValueError(f"tiled_forward expects lq of shape (N, C, H, W), got {tuple(lq.shape)}")
+    if not (isinstance(scale, int) and scale >= 1):
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if not 0 <= overlap < tile:
+        raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={tile}")
+    if feather is None:
+        feather = min(1, overlap)
+    if not 0 <= feather <= overlap:
+        raise ValueError(f"need 0 <= feather <= overlap, got feather={feather}, overlap={overlap}")
+    return feather
+
+
 @torch.no_grad()
 def tiled_forward(
     model: Callable[[Tensor], Tensor | np.ndarray],
@@ -105,16 +120,7 @@ def tiled_forward(
     Returns:
         ``(N, C_out, H·scale, W·scale)`` on ``lq``'s device, in the model output's dtype.
     """
-    if lq.dim() != 4:
-        raise ValueError(f"tiled_forward expects lq of shape (N, C, H, W), got {tuple(lq.shape)}")
-    if not (isinstance(scale, int) and scale >= 1):
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    if not 0 <= overlap < tile:
-        raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={tile}")
-    if feather is None:
-        feather = min(1, overlap)
-    if not 0 <= feather <= overlap:
-        raise ValueError(f"need 0 <= feather <= overlap, got feather={feather}, overlap={overlap}")
+    feather = _checked_feather(lq, scale, tile, overlap, feather)
     n, _, h, w = lq.shape
 
     def run(x: Tensor) -> Tensor:

@@ -8,15 +8,17 @@ mixin, the first base of :class:`kit.models.sr_model.KitSRModel`) instead of glo
 - ``load_network``: BasicSR unpickles with ``torch.load`` (can run code) and prints every key on a mismatch;
   here ``weights_only=True``/safetensors (:mod:`kit.checkpoint`) and one summarised error that also says what
   the weights look like (:mod:`kit.pretrained`).
-- ``save_network``/``save_training_state``: BasicSR writes in place and ignores a failed write; here a temp
-  file renamed into place, and a failure raises (no half-written checkpoint under the final name).
+- ``save_network``: BasicSR writes in place and ignores a failed write; here a temp file renamed into place,
+  and a failure raises (no half-written checkpoint under the final name).
+- ``save_training_state``: BasicSR's ``save`` writes the resume state from the model; here ``save`` writes the
+  weights only, and the model offers its part of the state through :meth:`SafeModelIO.training_state` (restored
+  by BasicSR's ``resume_training``): the run owns the format and writes the file (:mod:`kit.run.state`).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable
 
 import torch
 from basicsr.utils import get_root_logger
@@ -29,8 +31,6 @@ from kit.registry import check_arguments
 
 class SafeModelIO:
     """Mixin for BasicSR ``BaseModel`` subclasses; see the module docstring."""
-
-    run_state: Callable[[], dict] | None = None  # set by kit.pipeline: more to save in every resume state
 
     def get_optimizer(self, optim_type: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
         """Any ``torch.optim`` optimizer by class name (``Adam``, ``AdamW``, ``SGD``, ...)."""
@@ -81,16 +81,17 @@ class SafeModelIO:
         save_atomic(save, os.path.join(self.opt["path"]["models"], f"{net_label}_{current_iter}.pth"))
 
     def save_training_state(self, epoch: int, current_iter: int) -> None:
-        """Atomic save of optimizers, schedulers and the model's extra training modules (connectors)."""
-        if current_iter == -1 or get_dist_info()[0] != 0:
-            return
-        state = {"epoch": epoch, "iter": current_iter, "epoch_iter": getattr(self, "epoch_iter", 0)}
-        state["optimizers"] = [o.state_dict() for o in self.optimizers]
+        """Nothing: BasicSR's ``save`` calls this; the run writes the resume state (:mod:`kit.run.state`)."""
+
+    def training_state(self) -> dict:
+        """The model's part of a resume state: optimizers, schedulers and :meth:`extra_training_state`.
+
+        ``resume_training`` (BasicSR's, extended by subclasses) takes the same dict back.
+        """
+        state = {"optimizers": [o.state_dict() for o in self.optimizers]}
         state["schedulers"] = [s.state_dict() for s in self.schedulers]
         state.update(self.extra_training_state())
-        if self.run_state is not None:  # the training run's own progress: random streams, divergence watch
-            state.update(self.run_state())
-        save_atomic(state, os.path.join(self.opt["path"]["training_states"], f"{current_iter}.state"))
+        return state
 
     def extra_training_state(self) -> dict:
         """Training-only state saved with every resume state (none here; connectors in DistillModel)."""

@@ -29,15 +29,15 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from kit.distill.gt_free import check_gt_free, train_provides_gt
-from kit.distill.pairs import ConnectorBank, dry_check, parse_distill
-from kit.distill.recipes import Recipes
-from kit.distill.recorder import FeatureRecorder
-from kit.distill.teacher_cache import cache_enabled
+from kit.distill.pairs.recorder import FeatureRecorder
+from kit.distill.pairs.wiring import ConnectorBank, dry_check, parse_distill
+from kit.distill.recipes.base import Recipes, Step
 from kit.metrics import quantize
 from kit.models.compiling import compile_in_place, eager
 from kit.models.sr_model import KitSRModel
 from kit.registry import build_loss
 from kit.teachers import LoadedTeacher, load_teachers_frozen_rng, weighted_mean_output
+from kit.teachers.cache import cache_enabled
 
 
 @MODEL_REGISTRY.register()
@@ -51,22 +51,13 @@ class DistillModel(KitSRModel):
 
     # ------------------------------------------------------------------ set-up
     def build_training_losses(self) -> None:
+        """Teachers, the output and pair losses, the recipes (bound before the recorders attach), the connectors."""
         train_opt = self.opt["train"]
         logger = get_root_logger()
-        loaded = self._handed_teachers if self._handed_teachers is not None else load_teachers_frozen_rng(self.opt)
-        self._handed_teachers = None  # the model holds them from here on
-        if not loaded:
-            raise ValueError("DistillModel needs a teacher: network_t + path.pretrain_network_t, or teachers:")
-        self.teachers = {name: t.net.to(self.device) for name, t in loaded.items()}
-        self.teacher_weights = {name: t.weight for name, t in loaded.items()}
-        for name, t in loaded.items():
-            logger.info(f"Teacher '{name}' (weight {t.weight:.3g}): {t.info.describe()}")
-            if self.channels_last:
-                t.net.to(memory_format=torch.channels_last)
-
+        self.hold_teachers()
         self.output_spec, self.pairs = parse_distill(train_opt.get("distill"), list(self.teachers))
         self.cached_teacher_images: dict[str, torch.Tensor] | None = None
-        # The training run resolved train.teacher_cache into this dataset option (kit.pipeline).
+        # The training run resolved train.teacher_cache into this dataset option (kit.run).
         use_cache = bool(self.opt["datasets"].get("train", {}).get("teacher_outputs")) or cache_enabled(self.opt)
         self.cri_out = None
         if self.output_spec is not None:
@@ -74,12 +65,9 @@ class DistillModel(KitSRModel):
         self.cri_pairs = {
             p.name: build_loss(p.loss, f"train:distill:{p.name}:loss").to(self.device) for p in self.pairs
         }
-        scale, total_iter = int(self.opt.get("scale", 1)), int(train_opt.get("total_iter", 1))
-        self.recipes = Recipes(train_opt.get("recipes"), scale, total_iter)
-        if self.recipes.pool is not None:  # labelled before the recorders attach: no features recorded
-            self.prepare_pool()
+        self.recipes = Recipes(train_opt.get("recipes"))
         if use_cache:
-            upcycle = " (upcycling still runs them on its extra inputs)" if self.recipes.upcycle else ""
+            upcycle = " (upcycling still runs them on its extra inputs)" if self.recipes.get("upcycle") else ""
             logger.info(f"Teacher cache: the training batches carry the teachers' images; no teacher forward{upcycle}")
         if self.cri_pix is None and self.cri_out is None and not self.pairs:
             raise ValueError("nothing trains the student: give train:pixel_opt and/or train:distill entries")
@@ -89,10 +77,7 @@ class DistillModel(KitSRModel):
             logger.info("No ground truth: the teacher's image is the target; validation is measured to the teacher")
         self._val_teacher: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
 
-        if self.recipes.contrast is not None:
-            self.recipes.contrast.bind(self.teachers, has_ema=hasattr(self, "net_g_ema"))
-        if self.recipes.mixing is not None:
-            self.recipes.mixing.bind(self.pairs, self.teachers)
+        self.recipes.bind(self)  # the pool labels its inputs here: before the recorders attach, nothing is recorded
         self.attach_recorders()
         self.connectors = ConnectorBank(self.pairs).to(self.device)
         self.check_pairs()
@@ -100,6 +85,19 @@ class DistillModel(KitSRModel):
         logger.info(f"Distillation: {len(self.pairs)} feature pair(s), connectors {n_conn:,d} params (training only)")
         if n_conn:
             self.connectors = self.model_to_device(self.connectors)
+
+    def hold_teachers(self) -> None:
+        """The teachers handed over by the training run (else loaded here), on the device, with their weights."""
+        loaded = self._handed_teachers if self._handed_teachers is not None else load_teachers_frozen_rng(self.opt)
+        self._handed_teachers = None  # the model holds them from here on
+        if not loaded:
+            raise ValueError("DistillModel needs a teacher: network_t + path.pretrain_network_t, or teachers:")
+        self.teachers = {name: t.net.to(self.device) for name, t in loaded.items()}
+        self.teacher_weights = {name: t.weight for name, t in loaded.items()}
+        for name, t in loaded.items():
+            get_root_logger().info(f"Teacher '{name}' (weight {t.weight:.3g}): {t.info.describe()}")
+            if self.channels_last:
+                t.net.to(memory_format=torch.channels_last)
 
     def attach_recorders(self) -> None:
         """One recorder per (network, source); the pairs' specs are checked against the real module paths here."""
@@ -116,15 +114,9 @@ class DistillModel(KitSRModel):
                     rec = FeatureRecorder(teacher, specs, source, role=f"teacher '{tname}'").attach()
                     self.teacher_recs[(tname, source)] = rec
 
-    def prepare_pool(self) -> None:
-        """The teacher labels the inputs of ``train.recipes.pool`` once (tiled), or its stored labels are read."""
-        from kit.distill.pool_setup import prepare_pool
-
-        prepare_pool(self, self.recipes.pool)
-
     def compile_networks(self) -> list[str]:
         """The student, every teacher (its inference, hooks included) and the connectors, when there are any."""
-        hooked = [n for n in ("contrast", "mixing") if getattr(self.recipes, n) is not None]
+        hooked = self.recipes.hooking_teacher()
         if hooked:  # they stop or rewrite the teacher's forward from a hook added per step
             raise ValueError(
                 f"train:compile cannot compile a teacher that train:recipes:{hooked[0]} hooks per step; "
@@ -230,6 +222,7 @@ class DistillModel(KitSRModel):
 
     # ------------------------------------------------------------------ a step
     def compute_losses(self, current_iter: int) -> tuple[torch.Tensor, OrderedDict]:
+        """This step's loss terms by log key, in the order they are summed (and draw random numbers), and their sum."""
         loss_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
         if not hasattr(self, "gt") and self.cri_pix is not None:
             raise ValueError(
@@ -247,73 +240,43 @@ class DistillModel(KitSRModel):
         with self.autocast():
             self.output = self.net_g(self.lq)
         output = self.output.float()
-        l_total = output.new_zeros(())
+        step = Step(self, current_iter, output, t_images, t_target, t_feats)
 
-        # 3. Pixel loss against the ground truth, or against the GT/teacher mix of the mixing recipe.
+        # 3. Pixel loss against the ground truth, or against what the recipes make of it (the GT/teacher mix).
         if self.cri_pix is not None:
-            target = self.recipes.pixel_target(self.gt, t_target, current_iter)
-            loss_dict["l_pix"] = self.cri_pix(output, target)
-            l_total = l_total + loss_dict["l_pix"]
+            loss_dict["l_pix"] = self.cri_pix(output, self.recipes.pixel_target(self.gt, t_target, current_iter))
 
-        # 4. Output distillation: the student's image vs the teachers' (weighted mean, or one term each).
-        if self.cri_out is not None:
-            if self.output_spec.teachers == "each" and len(t_images) > 1:
-                for name, image in t_images.items():
-                    term = self.teacher_weights[name] * self.cri_out(output, image)
-                    loss_dict[f"l_out_{name}"] = term
-                    l_total = l_total + term
-            else:
-                loss_dict["l_out"] = self.cri_out(output, t_target)
-                l_total = l_total + loss_dict["l_out"]
+        # 4. Output distillation, then the recipes' terms that come before the pairs (the contrastive term).
+        loss_dict.update(self.output_terms(output, t_images, t_target))
+        loss_dict.update(self.recipes.terms(step, after_pairs=False))
 
-        # 4b. Contrastive term in the teacher's feature space: toward its image, away from bicubic / the EMA student.
-        contrast = self.recipes.contrast
-        if contrast is not None:
-            negatives = contrast.negative_images(self.lq, tuple(output.shape[-2:]), getattr(self, "net_g_ema", None))
-            loss_dict["l_contrast"] = contrast.loss(output, t_target, negatives)
-            l_total = l_total + loss_dict["l_contrast"]
-
-        # 5. Feature pairs: student feature → connector → loss against the teacher feature.
+        # 5. Feature pairs: student feature → connector → loss against the teacher feature (scaled by balancing).
         if self.pairs:
             with self.autocast():  # under amp the student's features are half precision, and so is its connector
-                connected = self.connectors(self.student_features(), self.feature_sizes(t_feats))
+                step.connected = self.connectors(self.student_features(), self.feature_sizes(t_feats))
             reference = loss_dict.get("l_pix", loss_dict.get("l_out"))
             for pair in self.pairs:
-                term = self.cri_pairs[pair.name](connected[pair.name].float(), t_feats[pair.name])
+                term = self.cri_pairs[pair.name](step.connected[pair.name].float(), t_feats[pair.name])
                 term = term * self.recipes.pair_scale(pair.name, term, reference, current_iter)
                 loss_dict[f"l_{pair.name}"] = term
-                l_total = l_total + term
 
-        # 5b. Feature mixing: the teacher's tail on a random mix of its feature and the student's (connected).
-        mixing = self.recipes.mixing
-        if mixing is not None:
-            name = mixing.pair_name
-            teacher = self.teachers[mixing.teacher_name]
-            with self.autocast():
-                mixed = mixing.mixed_image(teacher, self.lq, t_feats[name], connected[name])
-            loss_dict["l_mixing"] = mixing.weight * mixing.loss(mixed, t_images[mixing.teacher_name])
-            l_total = l_total + loss_dict["l_mixing"]
-
-        # 6. Data upcycling: extra student inputs labelled by the teacher (after the features were read).
-        upcycle = self.recipes.upcycle
-        if upcycle is not None and upcycle.due(current_iter):
-            up_lq, up_target = upcycle.make(
-                self.lq, getattr(self, "gt", None), lambda x: self.teacher_target(self.teacher_images(x))
-            )
-            with self.autocast():
-                up_out = self.net_g(up_lq).float()
-            loss_dict["l_upcycle"] = upcycle.loss_weight * upcycle.loss(up_out, up_target)
-            l_total = l_total + loss_dict["l_upcycle"]
-
-        # 7. Teacher pool: crops of inputs without a GT, labelled once by the teacher (kit.distill.pool).
-        pool = self.recipes.pool
-        if pool is not None and pool.due(current_iter):
-            pool_lq, pool_target = pool.sample(self.lq.shape[0], self.lq.shape[-1], self.device)
-            with self.autocast():
-                pool_out = self.net_g(pool_lq).float()
-            loss_dict["l_pool"] = pool.weight * pool.loss(pool_out, pool_target)
-            l_total = l_total + loss_dict["l_pool"]
+        # 6. The recipes' other terms, in their fixed order: feature mixing, upcycling, the teacher pool.
+        loss_dict.update(self.recipes.terms(step, after_pairs=True))
+        l_total = output.new_zeros(())
+        for term in loss_dict.values():
+            l_total = l_total + term
         return l_total, loss_dict
+
+    def output_terms(
+        self, output: torch.Tensor, t_images: dict[str, torch.Tensor], t_target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Output distillation: the student's image vs the teachers' (weighted mean, or one term each)."""
+        if self.cri_out is None:
+            return {}
+        if self.output_spec.teachers == "each" and len(t_images) > 1:
+            weights = self.teacher_weights
+            return {f"l_out_{n}": weights[n] * self.cri_out(output, image) for n, image in t_images.items()}
+        return {"l_out": self.cri_out(output, t_target)}
 
     # --------------------------------------------------------- state / resume
     def extra_training_state(self) -> dict:

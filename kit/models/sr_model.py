@@ -205,7 +205,7 @@ class KitSRModel(SafeModelIO, SRModel):
         want_compare = compare_every > 0 and self._val_count % compare_every == 0
         baseline = None
         psnr_opt = {k: v for k, v in metrics_opt.items() if "psnr" in str(v.get("type", "")).lower()}
-        if psnr_opt and dataset_name not in self.baselines:  # once per dataset: PSNR of bicubic (kit.divergence)
+        if psnr_opt and dataset_name not in self.baselines:  # once per dataset: PSNR of bicubic (kit.run.divergence)
             baseline = ValidationMetrics(psnr_opt)
         start = time.time()
         for idx, val_data in enumerate(dataloader):

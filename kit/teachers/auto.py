@@ -92,7 +92,7 @@ def detect_from_state(state: Mapping[str, torch.Tensor], source: str) -> tuple[n
             "the arguments it was trained with."
         ) from err
     except Exception as err:  # detected, but spandrel's builder or load_state_dict failed
-        arch = _detected_id(state) or "an architecture"
+        arch = detected_id(state) or "an architecture"
         first = str(err).strip().splitlines()
         raise CheckpointError(
             f"{source}: spandrel recognised {arch} but could not build it from these weights "
@@ -103,7 +103,8 @@ def detect_from_state(state: Mapping[str, torch.Tensor], source: str) -> tuple[n
     return descriptor.model, descriptor
 
 
-def _detected_id(state: Mapping[str, torch.Tensor]) -> str | None:
+def detected_id(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The id of the architecture spandrel detects in ``state`` (``ESRGAN``, ``SPAN``, ...), or None."""
     from spandrel import MAIN_REGISTRY
 
     for support in MAIN_REGISTRY.architectures("detection"):
@@ -117,7 +118,7 @@ def _detected_id(state: Mapping[str, torch.Tensor]) -> str | None:
 
 def looks_like(state: Mapping[str, torch.Tensor], declared: str) -> str:
     """A sentence saying what spandrel reads the weights as, to append to a key-mismatch error."""
-    arch = _detected_id(state)
+    arch = detected_id(state)
     if arch is None:
         return "Spandrel does not recognise these weights either: check that the file is the teacher's."
     basicsr_type = SPANDREL_TO_BASICSR.get(arch)

@@ -69,7 +69,7 @@ def main(argv: list) -> int:
     package, model_id, inputs_file, result_file = Path(argv[0]), int(argv[1]), argv[2], argv[3]
     result = {"kit_importable": _kit_importable()}
 
-    import argparse
+    import types
 
     import torch
 
@@ -78,7 +78,8 @@ def main(argv: list) -> int:
     branch = (package / "select_model.txt").read_text(encoding="utf-8")
     scope = {}
     exec(compile(_TEST_DEMO.format(branch=branch.rstrip()), "test_demo.py", "exec"), scope)
-    model, name, data_range, _ = scope["select_model"](argparse.Namespace(model_id=model_id), torch.device("cpu"))
+    args = types.SimpleNamespace(model_id=model_id)  # what test_demo.py passes: its parsed arguments
+    model, name, data_range, _ = scope["select_model"](args, torch.device("cpu"))
     result.update(name=name, data_range=data_range, params=sum(p.numel() for p in model.parameters()))
     result["hidden_loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in HIDDEN)
 

@@ -1,0 +1,143 @@
+"""``python export.py``: student checkpoint → size gate → verified ONNX → ``submissions/<name>/`` and its zip.
+
+Usage::
+
+    python export.py -opt options/distill.yml                       # experiments/<name>/models/net_g_latest.pth
+    python export.py -opt options/distill.yml --checkpoint best.pth --name team_x4 --max-gmacs 200 --fp16
+    python export.py -opt options/distill.yml --input-size 320x180 --out-dir /tmp/subs --force
+    python export.py -opt options/distill.yml --ntire-team 7 --int8  # + NTIRE ESR package and an INT8 model
+    python -m kit.cli.export ...                                    # the same
+
+The steps and their checks are :mod:`kit.export.submission`'s; the function API is
+:func:`kit.export.export_submission` with a :class:`kit.export.SubmissionSettings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+
+import kit  # noqa: F401  (compat + registries)
+from kit.checkpoint import CheckpointError, sha256_file
+from kit.export.budget import BudgetError
+from kit.export.int8 import CALIBRATION_METHODS, FLOAT_PARTS, Int8Settings
+from kit.export.onnx_export import FP16_TOLERANCE, ExportError
+from kit.export.submission import DEFAULT_MAX_PARAMS, DEFAULT_OUT_DIR, SubmissionSettings, export_submission
+from kit.options import load_options
+
+__all__ = ["build_parser", "main"]
+
+
+def _count(text: str) -> int:
+    """``5000000``, ``5_000_000``, ``5e6`` or ``5M`` → 5000000."""
+    t = text.strip().lower().replace("_", "").replace(",", "")
+    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    value = float(t[:-1] if mult > 1 else t) * mult
+    if value < 0 or value != int(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole, non-negative number of parameters")
+    return int(value)
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not m or min(int(m.group(1)), int(m.group(2))) < 4:
+        raise argparse.ArgumentTypeError(f"--input-size '{text}' must look like HxW with sides >= 4, e.g. 256x256")
+    return int(m.group(1)), int(m.group(2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``export.py``'s flags."""
+    p = argparse.ArgumentParser(
+        prog="export.py",
+        description="Check the student's size, export it to ONNX, verify it and write submissions/<name>/.",
+    )
+    p.add_argument("-opt", required=True, help="options YAML (the student is its network_g)")
+    p.add_argument("--checkpoint", help="student weights (default experiments/<name>/models/net_g_latest.pth)")
+    p.add_argument("--name", help="submission name (default: the options' name)")
+    p.add_argument("--max-params", type=_count, default=DEFAULT_MAX_PARAMS, help="inclusive limit (default 5M)")
+    p.add_argument("--max-gmacs", type=float, help="inclusive GMACs limit at --input-size (default: none)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--fp16", action="store_true", help=f"float16 weights (parity tolerance {FP16_TOLERANCE:g})")
+    p.add_argument("--input-size", type=_size, default=(256, 256), help="reference LR input HxW (default 256x256)")
+    p.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="submissions folder (default <repo>/submissions)")
+    p.add_argument("--force", action="store_true", help="move an existing submission aside instead of refusing")
+    p.add_argument("--latency-runs", type=int, default=5, help="timed onnxruntime runs (median; default 5)")
+    g = p.add_argument_group("NTIRE Efficient SR package (ntire/ beside model.onnx)")
+    g.add_argument("--ntire-team", type=int, metavar="ID", help="team id: write ntire/models/team<ID>_<Name>.py etc.")
+    g.add_argument("--ntire-name", help="class name <Name> (default: the submission name in CamelCase)")
+    g = p.add_argument_group("INT8 (model_int8.onnx beside model.onnx)")
+    g.add_argument("--int8", action="store_true", help="add a statically quantised INT8 ONNX model (QDQ)")
+    g.add_argument("--int8-crops", type=int, default=64, help="calibration crops of the training LR (default 64)")
+    g.add_argument("--int8-crop-size", type=int, default=64, help="side of each calibration crop (default 64)")
+    g.add_argument("--int8-method", choices=CALIBRATION_METHODS, default="minmax", help="calibration (default minmax)")
+    g.add_argument(
+        "--int8-keep-float",
+        default="image",
+        help=f"comma-separated parts left in float, of {', '.join(FLOAT_PARTS)}; 'none' for none (default image)",
+    )
+    return p
+
+
+def _int8_settings(args: argparse.Namespace) -> Int8Settings | None:
+    if not args.int8:
+        return None
+    keep = tuple(p.strip() for p in args.int8_keep_float.split(",") if p.strip() and p.strip() != "none")
+    return Int8Settings(args.int8_crops, args.int8_crop_size, args.int8_method, keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the export; print each step and a summary. Exit 1 when a check fails, 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    try:
+        opt = load_options(args.opt)
+        settings = SubmissionSettings(
+            checkpoint=args.checkpoint,
+            name=args.name,
+            max_params=args.max_params,
+            max_gmacs=args.max_gmacs,
+            opset=args.opset,
+            fp16=args.fp16,
+            input_size=args.input_size,
+            out_dir=args.out_dir,
+            force=args.force,
+            options_file=str(Path(args.opt).resolve()),
+            latency_runs=args.latency_runs,
+            ntire_team=args.ntire_team,
+            ntire_name=args.ntire_name,
+            int8=_int8_settings(args),
+        )
+        result = export_submission(copy.deepcopy(opt), settings, log=print)
+    except (BudgetError, ExportError) as err:
+        print(f"export: FAILED: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError, CheckpointError) as err:
+        print(f"export: error: {err}", file=sys.stderr)
+        return 2
+    m = result.manifest
+    for old in result.replaced:
+        print(f"previous submission moved aside to {old}")
+    print(f"submission: {result.folder}")
+    print(f"zip: {result.zip} (sha256 {sha256_file(result.zip)})")
+    ref = "x".join(map(str, m["macs"]["reference_input"]))
+    print(
+        f"{m['params']['torch']:,d} params, {m['macs']['gmacs']:.4f} GMACs at {ref}, "
+        f"PSNR {m['validation']['psnr']:.3f} dB / SSIM {m['validation']['ssim']:.4f} "
+        f"({'Y' if m['validation']['y_channel'] else 'RGB'}, border {m['validation']['crop_border']}), "
+        f"onnxruntime CPU {m['latency']['onnxruntime_cpu_ms_median']:.1f} ms"
+    )
+    if m["ntire"]:
+        print(f"NTIRE package: {result.folder / 'ntire'} (paste {m['ntire']['select_model']} into test_demo.py)")
+    if m["int8"]:
+        q = m["int8"]
+        print(
+            f"INT8: {q['file']}, PSNR drop {q['validation']['psnr_drop_vs_fp32']:+.3f} dB, "
+            f"{q['latency']['speedup']:.2f}x the fp32 speed in onnxruntime CPU"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
