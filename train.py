@@ -1,6 +1,9 @@
-"""Train a restoration network, or distil a teacher into a student: ``python train.py -opt options/distill.yml``."""
+"""Train a restoration network, or distil a teacher into a student: ``python train.py -opt options/distill.yml``.
 
-import kit  # noqa: F401  (adapts BasicSR and registers the kit's classes)
+The arguments are parsed before torch is imported (``--help`` answers at once); :func:`kit.cli.train.main` then
+adapts BasicSR and registers the kit's classes (``kit.install``).
+"""
+
 from kit.cli.train import main
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from bench import recipes_real
 from bench.harness import write_result
 from kit.cli.train import parse_args
 from kit.data import bundled
+from kit.distill.pairs.auto import same_depth
 from kit.options import REPO_ROOT, load_options
 from kit.run import run_training
 from kit.run.plots import read_history
@@ -207,7 +208,7 @@ def run_options(setting: str, cfg: dict, recipe: str, seed: int, teacher_net: di
     if "cwd_all" in distill:  # body.i -> the teacher's block at the same relative depth (the last onto its last)
         template = distill.pop("cwd_all")
         for i in range(blocks):
-            at = f"body.{recipes_real.same_depth(i, blocks, t_blocks) - 1}"
+            at = f"body.{same_depth(i, blocks, t_blocks) - 1}"
             distill[f"cwd_{i}"] = copy.deepcopy(template) | {"student": f"body.{i}", "teacher": at}
     opt["train"]["distill"] = distill
     opt["train"]["recipes"] = recipes

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from bench.harness import write_result
+from kit.distill.pairs.auto import same_depth  # the product's rule (train.distill.auto)
 from kit.options import REPO_ROOT, load_options
 
 OUT = REPO_ROOT / "bench" / "out" / "real"
@@ -61,11 +62,6 @@ def _pair(student_layer: str, width: int, teacher_layer: str, loss: dict) -> dic
         },
         "loss": dict(loss),
     }
-
-
-def same_depth(i: int, blocks: int, teacher_blocks: int) -> int:
-    """The 1-based teacher block at the relative depth of student block ``i`` (0-based) of ``blocks``: ceil."""
-    return -(-(i + 1) * teacher_blocks // blocks)
 
 
 def depth_pairs(blocks: int) -> list[tuple[str, str]]:

@@ -366,8 +366,23 @@ def loader_steps(page: Path) -> str:
     return _table(header, ["---"] + ["---:"] * (len(header) - 1), out)
 
 
+def prune(page: Path) -> str:
+    """Issue #24's controls: the pruned start vs scratch, with and without the teacher (``bench prune``)."""
+    from bench import prune as bench_prune  # its top level imports only bench.harness
+
+    return bench_prune.markdown(read_result("prune"), page)
+
+
+def int8(page: Path) -> str:
+    """Issue #27: fp32 / post-training INT8 / quantisation-aware fine-tuned INT8 (``bench int8``)."""
+    from bench import int8 as bench_int8  # its top level imports only bench.harness
+
+    return bench_int8.markdown(read_result("int8"), page)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "shipped": shipped,
+    "prune": prune,
     "recipes-cpu": recipes_cpu,
     **{
         f"recipes-real-{s}-{n}": recipes_real(s, n)
@@ -377,6 +392,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "gtfree-realesrgan": gtfree,
     "formats": formats,
     "formats-sweep": formats_sweep,
+    "int8": int8,
     "students": students,
     "span-set5": span_set5,
     "performance": performance,

@@ -14,11 +14,15 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+MAX_CHECKPOINT_BYTES = 16 << 30  # what a checkpoint may expand to when loaded (public SR teachers: < 1 GiB)
+MAX_INFLATION = 4  # torch stores tensors uncompressed: its archives expand to about their own size
 
 
 class CheckpointError(RuntimeError):
@@ -52,6 +56,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"'{path}' is not a checkpoint: it is neither a torch zip archive nor a pickle (nor .safetensors); "
             "point the options at the .pth the training wrote (models/net_g_<iter>.pth)"
         )
+    check_archive(path)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:
@@ -66,6 +71,61 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a mapping of tensors")
     return dict(obj)
+
+
+def check_archive(path: str | os.PathLike) -> None:
+    """Refuse a zip checkpoint that would expand past :data:`MAX_INFLATION` × its size or :data:`MAX_CHECKPOINT_BYTES`.
+
+    torch writes its archives uncompressed, so their content is about the file's size: a 2 MB file that inflates
+    to 2 GiB is not one torch wrote. Only the zip's directory is read (nothing is inflated).
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a readable zip (a legacy pickle): torch.load says what it is
+    size = path.stat().st_size
+    if expanded > MAX_CHECKPOINT_BYTES or expanded > MAX_INFLATION * size + (1 << 20):
+        raise CheckpointError(
+            f"'{path}' ({_mib(size)}) would expand to {_mib(expanded)} when loaded (at most {MAX_INFLATION}x its size "
+            f"and {_mib(MAX_CHECKPOINT_BYTES)}): torch writes checkpoints uncompressed, so it did not write this one. "
+            "Re-save the weights with torch.save"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def check_weights(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights that ``load_state_dict`` would take without a word but that are no trained network's.
+
+    ``load_state_dict`` casts: int8 or bool tensors under the names and shapes of a float network load silently
+    (a quantised or damaged file becomes a garbage network), and NaN/Inf load as they are.
+
+    Args:
+        expected: the network's ``state_dict()``.
+        state: the weights about to be loaded into it.
+        source: the checkpoint, as messages name it.
+
+    Raises:
+        CheckpointError: naming the first such tensor and ``source``.
+    """
+    for key, want in expected.items():
+        got = state.get(key)
+        if not isinstance(got, torch.Tensor) or not want.is_floating_point():
+            continue
+        if not got.is_floating_point():
+            have, need = str(got.dtype).removeprefix("torch."), str(want.dtype).removeprefix("torch.")
+            raise CheckpointError(
+                f"{source}: '{key}' holds {have} values where the network has {need} weights (integer or boolean "
+                "tensors are no trained network's weights: a quantised or damaged file?); use the float checkpoint"
+            )
+        if not bool(torch.isfinite(got).all()):
+            raise CheckpointError(
+                f"{source}: '{key}' holds NaN or Inf values (the run that wrote it diverged); use an earlier checkpoint"
+            )
 
 
 def _looks_like_torch_file(path: Path) -> bool:

@@ -8,18 +8,76 @@ with a warning); EXIF orientation is ignored (files are read as stored, ``cv2.IM
 
 from __future__ import annotations
 
+import io
 import re
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 from basicsr.utils import get_root_logger
+from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "mod_crop", "pair_folders", "read_image", "write_image"]
+from kit.guards import MAX_IMAGE_PIXELS
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
+    "ImageTooLarge",
+    "check_pixels",
+    "header_size",
+    "list_images",
+    "mod_crop",
+    "pair_folders",
+    "read_image",
+    "write_image",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _SCALE_SUFFIX = re.compile(r"^(?P<base>.+?)[_-]?x(?P<scale>\d+)$", re.IGNORECASE)  # 0001x4, img_x2, IMG-X3
 _MAX_LISTED = 20
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header declares more than :data:`~kit.guards.MAX_IMAGE_PIXELS` pixels (a decompression bomb?)."""
+
+
+def check_pixels(name: str | Path, width: int, height: int) -> None:
+    """Refuse ``width × height`` above :data:`~kit.guards.MAX_IMAGE_PIXELS`, naming the image, before it is decoded."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(
+            f"image '{name}' declares {width}x{height} pixels, more than the kit decodes ({MAX_IMAGE_PIXELS:,}, e.g. "
+            "8192x8192; kit.guards): a decompression bomb, or an image to cut into tiles first"
+        )
+
+
+def header_size(source: str | Path | bytes, name: str | Path | None = None) -> tuple[int, int] | None:
+    """``(width, height)`` read from the image's header (nothing decoded), checked by :func:`check_pixels`.
+
+    Args:
+        source: an image file, or its bytes (an LMDB record).
+        name: what to call it in a message (default: ``source`` when it is a path).
+
+    Returns:
+        The size, or ``None`` when PIL does not recognise the format (the decoder then says what it is).
+    """
+    name = name if name is not None else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+                size = img.size
+    except Image.DecompressionBombError as err:  # PIL's own limit (twice its MAX_IMAGE_PIXELS), above the kit's
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        pixels = f"{int(found.group(1)):,}" if found else "more than 178,956,970"
+        raise ImageTooLarge(
+            f"image '{name}' declares {pixels} pixels, more than the kit decodes ({MAX_IMAGE_PIXELS:,}, e.g. "
+            "8192x8192; kit.guards): a decompression bomb, or an image to cut into tiles first"
+        ) from None
+    except Exception:  # not a format PIL knows (or a broken header): left to the decoder's own message
+        return None
+    check_pixels(name, *size)
+    return size
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -35,10 +93,12 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: The file cannot be decoded as an image, or has an unsupported sample type.
+        ImageTooLarge: Its header declares more than :data:`~kit.guards.MAX_IMAGE_PIXELS` pixels (nothing decoded).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file '{path}' does not exist")
+    header_size(path)  # the pixel limit, before a byte is decoded
     data = np.fromfile(str(path), dtype=np.uint8)  # imdecode also works with non-ASCII paths
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kit.checkpoint import CheckpointError, describe_mismatch, extract_state_dict, load_checkpoint
+from kit.checkpoint import CheckpointError, check_weights, describe_mismatch, extract_state_dict, load_checkpoint
 from kit.teachers.auto import detected_id
 
 __all__ = ["found_key", "load_into", "load_weights", "looks_like"]
@@ -85,6 +85,7 @@ def load_into(net: nn.Module, state: Mapping[str, torch.Tensor], source: str, st
             "Check that network options (type, widths, depths, scale) match the ones it was trained with. "
             + _looks_like(state, net)
         )
+    check_weights(expected, state, source)  # int8/bool or NaN/Inf weights would load without a word
     net.load_state_dict(dict(state), strict=strict)
 
 

@@ -25,6 +25,8 @@ import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
+from kit.schema import short
+
 BASICSR_SUFFIX = "basicsr"
 
 
@@ -81,7 +83,7 @@ def lookup(registry: Any, type_name: Any, where: str) -> Any:
 def check_spec(registry: Any, spec: Any, where: str) -> Any:
     """Validate a ``{type: ..., **args}`` mapping against a registry without building it; return the class."""
     if not isinstance(spec, dict) or "type" not in spec:
-        raise OptionsKeyError(f"{where}: expected a mapping with 'type:', got {spec!r}")
+        raise OptionsKeyError(f"{where}: expected a mapping with 'type:', got {short(spec)}")
     cls = lookup(registry, spec["type"], where)
     check_arguments(cls, {k: v for k, v in spec.items() if k != "type"}, where)
     return cls

@@ -120,12 +120,25 @@ def test_distill_ships_cwd_all_as_the_cpu_setting_measured_it(tmp_path) -> None:
 
 
 def test_distill_pretrained_ships_the_recipe_measured_best_with_span(tmp_path) -> None:
-    """options/distill_pretrained.yml's pairs, recipes and lr are the real setting's cwd_all_pool at lr 2e-3."""
+    """options/distill_pretrained.yml's pairs, recipes and lr are the real setting's cwd_all_pool at lr 2e-3.
+
+    The file's pairs are automatic (train.distill.auto): on a SPAN x4 ch48 they are the benchmark's four.
+    """
+    import torch
+    from spandrel.architectures.SPAN import SPAN
+
+    from kit.distill.pairs.auto import automatic_pairs, dry_input_size, parse_auto
     from kit.options import load_options
+    from kit.registry import build_network
 
     measured = real.run_options("rlfn32x4", 600, "cwd_all_pool", 0, tmp_path / "span.safetensors", lr=2e-3)
     shipped = load_options(REPO / "options/distill_pretrained.yml")
-    assert list(shipped["train"]["distill"].values()) == list(measured["train"]["distill"].values())
+    distill = dict(shipped["train"]["distill"])
+    spec = parse_auto(distill.pop("auto"), ["teacher"])
+    side = dry_input_size(shipped)
+    student, teacher = build_network(shipped["network_g"], "g"), SPAN(num_in_ch=3, num_out_ch=3, feature_channels=48)
+    pairs, _, _ = automatic_pairs(spec, student, teacher, torch.rand(1, 3, side, side))
+    assert [*distill.values(), *pairs.values()] == list(measured["train"]["distill"].values())
     measured["train"]["recipes"]["pool"].pop("cache_root")  # the benchmark's own folder; the file keeps the default
     assert shipped["train"]["recipes"] == measured["train"]["recipes"]
     assert float(shipped["train"]["optim_g"]["lr"]) == measured["train"]["optim_g"]["lr"] == 2e-3

@@ -56,7 +56,8 @@ def test_the_next_wider_configuration_is_over_a_cap():
     """The search stops at the cap, not before: one width step up from the recommendation does not fit."""
     family = FAMILIES["SPANStudent"]
     best = recommend(fitting("SPANStudent", 4, SHAPE, 400_000, None)[0])
-    wider = {**best.network_g(), family.width_key: best.arguments[family.width_key] + 8}
+    step = family.widths[1] - family.widths[0]
+    wider = {**best.network_g(), family.width_key: best.arguments[family.width_key] + step}
     assert _independent_budget(wider).params > 400_000
 
 
@@ -83,3 +84,15 @@ def test_nothing_fits_exits_2(capsys):
     assert "no SPANStudent configuration of the grid fits params <= 1,000" in capsys.readouterr().err
     assert main(["--family", "NAFStudent", "--scale", "4", "--latency", "0"]) == 2
     assert "scale" in capsys.readouterr().err
+
+
+def test_any_width_is_searched(capsys):
+    """The NTIRE 2026 ESR baseline's SPAN (28 channels, 6 blocks: 150,688 params) is on the grid, and --widths
+    and --width-step search other widths."""
+    fits, _ = fitting("SPANStudent", 4, SHAPE, 150_688, None)
+    assert {"num_feat": 28, "num_block": 6} in [{k: c.arguments[k] for k in ("num_feat", "num_block")} for c in fits]
+    assert main(["--family", "SPANStudent", "--max-params", "2e5", "--widths", "28,32", "--latency", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "num_feat 28–32 (2 values)" in out and "150,688" in out
+    assert main(["--family", "RLFNStudent", "--max-params", "1e5", "--width-step", "1", "--latency", "0"]) == 0
+    assert "(241 values)" in capsys.readouterr().out

@@ -51,14 +51,21 @@ class Family:
     rows: tuple[Mapping[str, Any], ...]
     default_scale: int = 4
 
-    def describe(self) -> str:
-        """One line: the grid searched."""
+    def describe(self, widths: tuple[int, ...] | None = None) -> str:
+        """One line: the grid searched (``widths``: the widths searched instead of the family's)."""
+        widths = widths or self.widths
         others = sorted({k for row in self.rows for k in row})
         depths = "; ".join(", ".join(f"{k} {row[k]}" for k in others) for row in self.rows)
-        return f"{self.width_key} {self.widths[0]}–{self.widths[-1]} ({len(self.widths)} values) × [{depths}]"
+        return f"{self.width_key} {widths[0]}–{widths[-1]} ({len(widths)} values) × [{depths}]"
+
+    def stepped(self, step: int) -> tuple[int, ...]:
+        """The family's width range in steps of ``step`` (1: every width)."""
+        if step < 1:
+            raise ValueError(f"the width step must be at least 1, got {step}")
+        return tuple(range(self.widths[0], self.widths[-1] + 1, step))
 
 
-_WIDTHS = tuple(range(16, 257, 8))
+_WIDTHS = tuple(range(16, 257, 4))  # every 4: the NTIRE 2026 ESR baseline's 28 channels (SPAN) is on the grid
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
@@ -148,6 +155,7 @@ def fitting(
     input_shape: tuple[int, int, int, int],
     max_params: int | None,
     max_gmacs: float | None,
+    widths: tuple[int, ...] | None = None,
 ) -> tuple[list[Candidate], int]:
     """Every configuration of the family's grid within the caps, largest (deployed parameters) first.
 
@@ -160,6 +168,7 @@ def fitting(
         input_shape: The reference LR input for the MACs, e.g. ``(1, 3, 256, 256)``.
         max_params: Inclusive parameter cap, or ``None``.
         max_gmacs: Inclusive GMACs cap at ``input_shape``, or ``None``.
+        widths: The widths to search, ascending (default: the family's grid, e.g. :meth:`Family.stepped`).
 
     Returns:
         The fitting candidates (most parameters first) and how many configurations were sized.
@@ -169,7 +178,7 @@ def fitting(
         raise ValueError(f"no search grid for '{name}'; families: {', '.join(sorted(FAMILIES))}")
     fits, sized = [], 0
     for row in family.rows:
-        for width in family.widths:
+        for width in sorted(widths or family.widths):
             arguments = {"scale": scale, **row, family.width_key: width}
             candidate = Candidate(name, arguments, count_params(build_deployed(name, arguments)), input_shape)
             sized += 1

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from kit.data.bundled import DEFAULT_ROOT, TRAIN_PHOTOS, VAL_PHOTOS, build
+import kit
+
+DEFAULT_ROOT = kit.REPO_ROOT / "datasets" / "bundled"  # kit.data.bundled's (the parser imports no torch)
 
 __all__ = ["build_parser", "main"]
 
@@ -27,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """``kit-data``: build (or ``--force`` rebuild) the bundled photo dataset."""
     args = build_parser().parse_args(argv)
+    kit.install()
+    from kit.data.bundled import TRAIN_PHOTOS, VAL_PHOTOS, build
+
     root = build(args.root, force=args.force)
     n_train, n_val = len(TRAIN_PHOTOS), len(VAL_PHOTOS)
     print(f"bundled dataset ready at {root}: {n_train} train / {n_val} val photos, HR + LR x2/x3/x4")

@@ -34,25 +34,21 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
 
-import kit  # noqa: F401  (compat + registries)
-from kit.checkpoint import CheckpointError
-from kit.evaluation import (
-    EvalResult,
-    EvalSettings,
-    Model,
-    PairSource,
-    bundled_pairs,
-    degraded_pairs,
-    evaluate,
-    folder_pairs,
-    training_degradation,
-    validation_pairs,
-)
-from kit.evaluation.teacher_reference import lq_pairs, with_teacher_images
-from kit.options import load_options
+import kit
+
+if TYPE_CHECKING:
+    from kit.evaluation import EvalResult, Model, PairSource
 
 __all__ = ["build_parser", "main", "run"]
+
+EXAMPLES = """examples:
+  kit-eval -opt options/distill.yml --teacher --bicubic            # student, teacher and bicubic on the val set
+  kit-eval -opt options/distill.yml --force_yml name=short          # the run trained with --force_yml name=short
+  kit-eval --experiment short --gt my_photos/                       # a run by name or folder, on your photos
+  kit-eval --onnx submissions/distill_rlfn_x4/model.onnx --lq LR/X4 --gt HR --rgb --crop-border 4
+"""
 
 
 # -------------------------------------------------------------------------------------------------------- CLI
@@ -61,9 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kit-eval",
         description="PSNR/SSIM (and LPIPS) of a student checkpoint, an ONNX file, the teacher and bicubic.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     m = p.add_argument_group("models")
     m.add_argument("-opt", help="options YAML: its student (network_g), scale, teacher and data")
+    m.add_argument("--force_yml", "--force-yml", nargs="+", help="override options as train.py does, e.g. name=short")
+    m.add_argument("--experiment", metavar="RUN", help="a trained run by name or folder: its saved options and weights")
     m.add_argument("--checkpoint", help="student weights (default experiments/<name>/models/net_g_latest.pth)")
     m.add_argument("--onnx", help="an exported ONNX model (with -opt, the student runs too only if --checkpoint)")
     m.add_argument("--teacher", action="store_true", help="also evaluate the options' teacher(s)")
@@ -115,9 +115,10 @@ def _scale(args: argparse.Namespace, opt: dict | None) -> int | None:
 
 def run(args: argparse.Namespace) -> EvalResult:
     """Build the models and data the parsed flags ask for and evaluate them."""
+    from kit.evaluation import EvalSettings, evaluate
     from kit.runners import OnnxRunner
 
-    opt = load_options(args.opt) if args.opt else None
+    opt, described = _options(args)
     scale = _scale(args, opt)
     onnx = OnnxRunner(args.onnx) if args.onnx else None
     if onnx is not None:
@@ -135,8 +136,27 @@ def run(args: argparse.Namespace) -> EvalResult:
         lpips = LPIPSMetric(args.lpips)
     settings = EvalSettings(args.tile, args.tile_overlap, lpips, args.lpips, args.compare, reference_model)
     result = evaluate(models, pairs, scale, y_channel=args.y_channel, crop_border=args.crop_border, settings=settings)
-    result.notes = notes + result.notes
+    result.notes = described + notes + result.notes
     return result
+
+
+def _options(args: argparse.Namespace) -> tuple[dict | None, list[str]]:
+    """The options (``-opt``/``--force_yml``, or ``--experiment``) with ``args.checkpoint`` set, and notes naming them
+    and the student's checkpoint with its run (one trained with another ``network_g`` is refused)."""
+    from kit.experiments import describe_checkpoint, tool_options
+    from kit.runners import default_checkpoint
+
+    if args.opt is None and args.experiment is None:
+        if args.force_yml:
+            raise ValueError("--force_yml needs -opt OPTIONS")
+        return None, []
+    chosen = tool_options(args.opt, args.force_yml, args.experiment)
+    args.checkpoint = args.checkpoint or chosen.checkpoint
+    notes = [f"options: {chosen.source}"]
+    if args.checkpoint or not args.onnx:
+        ckpt = args.checkpoint if args.checkpoint is not None else default_checkpoint(chosen.opt)
+        notes.append(f"student: {describe_checkpoint(chosen.opt, ckpt)}")
+    return chosen.opt, notes
 
 
 def _models(
@@ -173,6 +193,9 @@ def _models(
 
 def _pairs(args: argparse.Namespace, opt: dict | None, scale: int) -> PairSource:
     """The image pairs the data flags name (see the module doc), with the teacher's images as a reference."""
+    from kit.evaluation import bundled_pairs, degraded_pairs, folder_pairs, training_degradation, validation_pairs
+    from kit.evaluation.teacher_reference import lq_pairs, with_teacher_images
+
     if args.lq and not args.gt and not (args.against_teacher or args.teacher_images):
         raise ValueError("--lq needs --gt (the ground truths), or --against-teacher / --teacher-images (no GT)")
     if args.lq and not args.gt:
@@ -209,6 +232,9 @@ def report(result: EvalResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``kit-eval``: evaluate, print the table, write ``--csv``/``--json``; exit 2 with one message on bad input."""
     args = build_parser().parse_args(argv)
+    kit.install()  # compat + registries, once the arguments are parsed
+    from kit.checkpoint import CheckpointError
+
     try:
         result = run(args)
     except (ValueError, OSError, CheckpointError) as err:

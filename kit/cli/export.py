@@ -3,13 +3,18 @@
 Usage::
 
     python export.py -opt options/distill.yml                       # experiments/<name>/models/net_g_latest.pth
+    python export.py -opt options/distill.yml --force_yml name=short  # the run trained with those overrides
+    python export.py --experiment short                             # the same, from the options the run saved
     python export.py -opt options/distill.yml --checkpoint best.pth --name team_x4 --max-gmacs 200 --fp16
     python export.py -opt options/distill.yml --input-size 320x180 --out-dir /tmp/subs --force
     python export.py -opt options/distill.yml --ntire-team 7 --int8  # + NTIRE ESR package and an INT8 model
     python -m kit.cli.export ...                                    # the same
 
 The steps and their checks are :mod:`kit.export.submission`'s; the function API is
-:func:`kit.export.export_submission` with a :class:`kit.export.SubmissionSettings`.
+:func:`kit.export.export_submission` with a :class:`kit.export.SubmissionSettings`. Which run is exported:
+``-opt`` with ``--force_yml`` means what it means to ``train.py`` (:mod:`kit.experiments`); the checkpoint is
+printed with its run's name, and one whose run trained another ``network_g`` is refused. The arguments are parsed
+before torch is imported.
 """
 
 from __future__ import annotations
@@ -20,15 +25,21 @@ import re
 import sys
 from pathlib import Path
 
-import kit  # noqa: F401  (compat + registries)
-from kit.checkpoint import CheckpointError, sha256_file
-from kit.export.budget import BudgetError
-from kit.export.int8 import CALIBRATION_METHODS, FLOAT_PARTS, Int8Settings
-from kit.export.onnx_export import FP16_TOLERANCE, ExportError
-from kit.export.submission import DEFAULT_MAX_PARAMS, DEFAULT_OUT_DIR, SubmissionSettings, export_submission
-from kit.options import load_options
+import kit
 
 __all__ = ["build_parser", "main"]
+
+# The defaults the help names; tests/test_help.py checks them against kit.export's own (the parser imports no torch).
+DEFAULT_MAX_PARAMS = 5_000_000
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+FLOAT_PARTS = ("image", "first", "last")
+FP16_TOLERANCE = 1e-2
+EXAMPLES = """examples:
+  python export.py -opt options/distill.yml                        # experiments/distill_rlfn_x4's latest weights
+  python export.py -opt options/distill.yml --force_yml name=short # the run trained with --force_yml name=short
+  python export.py --experiment short --int8 --ntire-team 7        # a run by name (or folder), INT8 + NTIRE package
+  python export.py -opt my.yml --checkpoint experiments/my/models/net_g_400.pth --name my_400
+"""
 
 
 def _count(text: str) -> int:
@@ -41,10 +52,16 @@ def _count(text: str) -> int:
     return int(value)
 
 
+MAX_INPUT_SIDE = 2048  # --input-size: the export traces, measures and runs the student at this LR size
+
+
 def _size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not m or min(int(m.group(1)), int(m.group(2))) < 4:
-        raise argparse.ArgumentTypeError(f"--input-size '{text}' must look like HxW with sides >= 4, e.g. 256x256")
+    m = re.fullmatch(r"\s*(\d{1,9})\s*[xX×]\s*(\d{1,9})\s*", text)
+    if not m or min(int(m.group(1)), int(m.group(2))) < 4 or max(int(m.group(1)), int(m.group(2))) > MAX_INPUT_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"--input-size {text[:40]!r} must look like HxW with sides from 4 to {MAX_INPUT_SIDE}, e.g. 256x256 "
+            "(the LR input the student is traced and measured at)"
+        )
     return int(m.group(1)), int(m.group(2))
 
 
@@ -53,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="export.py",
         description="Check the student's size, export it to ONNX, verify it and write submissions/<name>/.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-opt", required=True, help="options YAML (the student is its network_g)")
+    p.add_argument("-opt", help="options YAML (the student is its network_g); or --experiment")
+    p.add_argument("--force_yml", "--force-yml", nargs="+", help="override options as train.py does, e.g. name=short")
+    p.add_argument("--experiment", metavar="RUN", help="a trained run by name or folder: its saved options and weights")
     p.add_argument("--checkpoint", help="student weights (default experiments/<name>/models/net_g_latest.pth)")
     p.add_argument("--name", help="submission name (default: the options' name)")
     p.add_argument("--max-params", type=_count, default=DEFAULT_MAX_PARAMS, help="inclusive limit (default 5M)")
@@ -62,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--fp16", action="store_true", help=f"float16 weights (parity tolerance {FP16_TOLERANCE:g})")
     p.add_argument("--input-size", type=_size, default=(256, 256), help="reference LR input HxW (default 256x256)")
-    p.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="submissions folder (default <repo>/submissions)")
+    p.add_argument(
+        "--out-dir", default=str(kit.REPO_ROOT / "submissions"), help="submissions folder (default <repo>/submissions)"
+    )
     p.add_argument("--force", action="store_true", help="move an existing submission aside instead of refusing")
     p.add_argument("--latency-runs", type=int, default=5, help="timed onnxruntime runs (median; default 5)")
     g = p.add_argument_group("NTIRE Efficient SR package (ntire/ beside model.onnx)")
@@ -81,9 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _int8_settings(args: argparse.Namespace) -> Int8Settings | None:
+def _int8_settings(args: argparse.Namespace):
+    """The INT8 settings the flags ask for (a :class:`kit.export.int8.Int8Settings`), or None."""
     if not args.int8:
         return None
+    from kit.export.int8 import Int8Settings
+
     keep = tuple(p.strip() for p in args.int8_keep_float.split(",") if p.strip() and p.strip() != "none")
     return Int8Settings(args.int8_crops, args.int8_crop_size, args.int8_method, keep)
 
@@ -91,31 +117,73 @@ def _int8_settings(args: argparse.Namespace) -> Int8Settings | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the export; print each step and a summary. Exit 1 when a check fails, 2 on bad input."""
     args = build_parser().parse_args(argv)
+    kit.install()  # compat + registries, once the arguments are parsed
+    from kit.checkpoint import CheckpointError
+    from kit.export.budget import BudgetError
+    from kit.export.onnx_export import ExportError
+
     try:
-        opt = load_options(args.opt)
-        settings = SubmissionSettings(
-            checkpoint=args.checkpoint,
-            name=args.name,
-            max_params=args.max_params,
-            max_gmacs=args.max_gmacs,
-            opset=args.opset,
-            fp16=args.fp16,
-            input_size=args.input_size,
-            out_dir=args.out_dir,
-            force=args.force,
-            options_file=str(Path(args.opt).resolve()),
-            latency_runs=args.latency_runs,
-            ntire_team=args.ntire_team,
-            ntire_name=args.ntire_name,
-            int8=_int8_settings(args),
-        )
-        result = export_submission(copy.deepcopy(opt), settings, log=print)
+        result, bicubic = _export(args)
     except (BudgetError, ExportError) as err:
         print(f"export: FAILED: {err}", file=sys.stderr)
         return 1
     except (ValueError, OSError, CheckpointError) as err:
         print(f"export: error: {err}", file=sys.stderr)
         return 2
+    _report(result, bicubic)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> tuple:
+    """Resolve the run, say which checkpoint it is, export; returns the result and bicubic's validation PSNR."""
+    from kit.experiments import describe_checkpoint, tool_options
+    from kit.export.submission import SubmissionSettings, export_submission
+    from kit.runners import default_checkpoint
+
+    chosen = tool_options(args.opt, args.force_yml, args.experiment)
+    opt = chosen.opt
+    checkpoint = args.checkpoint or chosen.checkpoint
+    print(f"options: {chosen.source}")
+    print(describe_checkpoint(opt, checkpoint if checkpoint is not None else default_checkpoint(opt)))
+    settings = SubmissionSettings(
+        checkpoint=checkpoint,
+        name=args.name,
+        max_params=args.max_params,
+        max_gmacs=args.max_gmacs,
+        opset=args.opset,
+        fp16=args.fp16,
+        input_size=args.input_size,
+        out_dir=args.out_dir,
+        force=args.force,
+        options_file=str(Path(chosen.file).resolve()),
+        latency_runs=args.latency_runs,
+        ntire_team=args.ntire_team,
+        ntire_name=args.ntire_name,
+        int8=_int8_settings(args),
+    )
+    result = export_submission(copy.deepcopy(opt), settings, log=print)
+    return result, _bicubic_psnr(opt, result.manifest["validation"])
+
+
+def _bicubic_psnr(opt: dict, validation: dict) -> float | None:
+    """Bicubic's PSNR on the validation set the export measured, with the same convention (None: not comparable)."""
+    from kit.evaluation import evaluate, validation_pairs
+    from kit.runners import BicubicRunner
+
+    scale = int(opt.get("scale", 1))
+    if scale == 1 or "psnr" not in validation:
+        return None
+    pairs = validation_pairs(opt, scale)
+    result = evaluate(
+        {"bicubic": BicubicRunner(scale)}, pairs, scale, validation["y_channel"], validation["crop_border"]
+    )
+    return float(result.means()["bicubic"]["psnr"])
+
+
+def _report(result, bicubic: float | None) -> None:
+    """The summary lines after the steps: where the submission is, its numbers, and a warning below bicubic."""
+    from kit.checkpoint import sha256_file
+
     m = result.manifest
     for old in result.replaced:
         print(f"previous submission moved aside to {old}")
@@ -136,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             f"INT8: {q['file']}, PSNR drop {q['validation']['psnr_drop_vs_fp32']:+.3f} dB, "
             f"{q['latency']['speedup']:.2f}x the fp32 speed in onnxruntime CPU"
         )
-    return 0
+    psnr = m["validation"]["psnr"]
+    if bicubic is not None and psnr < bicubic:
+        print(
+            f"WARNING: the student's validation PSNR {psnr:.3f} dB is below bicubic's {bicubic:.3f} dB (MATLAB "
+            "imresize, same images and convention): it has not learnt the task yet; train longer before submitting",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Usage::
     kit-inspect -opt options/distill.yml                       # student (network_g) and teacher(s)
     kit-inspect --checkpoint teacher.safetensors               # any network spandrel detects
     kit-inspect -opt options/distill.yml --pair body.7 body.22 # is a connector needed? prints the YAML
+    kit-inspect -opt options/distill_pretrained.yml --auto     # the automatic pairs (train.distill.auto) as YAML
     kit-inspect -opt options/distill.yml --filter body --depth 2 --input-size 48x48
 
 One sample input (``1×C×H×W``, zeros) runs through each network in ``eval()`` with a forward hook on every
@@ -23,12 +24,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from kit.distill.pairs.recorder import parse_spec, record_shapes
+if TYPE_CHECKING:
+    from torch import nn
 
 CALL_SEP = "#"
 _MAX_PATH_COL = 56
@@ -91,6 +90,8 @@ def format_layers(calls: dict[str, list[tuple[int, ...] | str]], filter_: str | 
 
 def lookup(calls: dict[str, list[tuple[int, ...] | str]], spec: str, role: str) -> tuple[int, ...] | str:
     """Shape of ``path`` or ``path#k`` in a :func:`~kit.distill.pairs.recorder.record_shapes` record (or why not)."""
+    from kit.distill.pairs.recorder import parse_spec
+
     path, index = parse_spec(spec)
     if path not in calls:
         close = difflib.get_close_matches(path, list(calls), n=3, cutoff=0.5)
@@ -122,7 +123,7 @@ def pair_advice(student: tuple[int, ...] | str, teacher: tuple[int, ...] | str) 
         if isinstance(shape, str) or len(shape) != 4:
             raise ValueError(
                 f"{role} feature is {fmt_shape(shape)}; feature pairs need 4-D maps (N, C, H, W): "
-                "pick a convolution or block output (token layers of transformers are (N, L, C))"
+                "pick a convolution, block or token layer output"
             )
     (cs, hs, ws), (ct, ht, wt) = student[1:], teacher[1:]
     reasons: list[str] = []
@@ -172,6 +173,18 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, int(m[2] or h)
 
 
+def _both_sizes(student: nn.Module, in_channels: int) -> str:
+    """The training form's parameters and the deployed form's (branches fused) with fvcore MACs, as export.py."""
+    from kit.archs.deploy import count_params, deploy_network
+    from kit.export.budget import measure_budget
+
+    budget = measure_budget(deploy_network(student).float(), (1, in_channels, 256, 256))
+    return (
+        f"{count_params(student):,d} params as trained; deployed (branches fused, what export.py counts and "
+        f"ships): {budget.params:,d} params, {budget.gmacs:.2f} GMACs at 1x{in_channels}x256x256 (fvcore)"
+    )
+
+
 def _networks(args: argparse.Namespace) -> list[Network]:
     from kit.options import load_options
     from kit.registry import build_network
@@ -184,8 +197,7 @@ def _networks(args: argparse.Namespace) -> list[Network]:
         if "network_g" not in opt:
             raise ValueError(f"{args.opt} has no network_g (the student)")
         student = build_network(dict(opt["network_g"]), "network_g").eval()
-        params = sum(p.numel() for p in student.parameters())
-        note = f"{opt['network_g']['type']}, {params / 1e6:.3f}M params"
+        note = f"{opt['network_g']['type']}, {_both_sizes(student, declared_in_channels(opt['network_g']))}"
         nets.append(Network("student", student, declared_in_channels(opt["network_g"]), note))
         entries = {} if args.checkpoint else teacher_entries(opt)
         for tname, entry in entries.items():
@@ -216,33 +228,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kit-inspect",
         description="List module paths with output shapes of the student and teacher, and check feature pairs.",
+        epilog="examples:\n"
+        + "\n".join(line.strip() for line in __doc__.split("Usage::")[1].split("\n\n")[1].splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-opt", help="options YAML: network_g is the student, network_t/teachers the teacher(s)")
     p.add_argument("--checkpoint", help="a checkpoint to detect with spandrel (replaces the options' teachers)")
-    p.add_argument("--input-size", type=parse_size, default=(64, 64), help="sample LR input H x W (default 64x64)")
+    p.add_argument(
+        "--input-size", type=parse_size, help="sample LR input H x W (default 64x64; with --auto the training crop)"
+    )
     p.add_argument("--filter", help="only paths containing this text")
     p.add_argument("--depth", type=int, help="only paths with at most this many dotted parts")
     p.add_argument("--pair", nargs=2, metavar=("STUDENT_PATH", "TEACHER_PATH"), help="check one feature pair")
     p.add_argument("--teacher", help="with several teachers: the one --pair uses (default: the first)")
     p.add_argument("--name", default="mid", help="pair name in the printed YAML (default mid)")
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="the main blocks found in each network and, with -opt, the pairs train.distill.auto makes (YAML)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the inspector; returns the exit status (0 ok, 2 bad arguments or options)."""
-    import kit  # noqa: F401  (adapts BasicSR, registers the kit's architectures)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # before torch is imported: --help answers at once
+    import kit
+
+    kit.install()  # adapts BasicSR, registers the kit's architectures
+    import torch
+
     from kit.checkpoint import CheckpointError
+    from kit.distill.pairs.recorder import record_shapes
     from kit.options import OptionsError
     from kit.teachers import TeacherError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     if not args.opt and not args.checkpoint:
         parser.error("give -opt options.yml and/or --checkpoint file.pth")
     if args.pair and not args.opt:
         parser.error("--pair needs -opt (the student comes from network_g)")
+    if args.input_size is None and not args.auto:
+        args.input_size = (64, 64)
     try:
         nets = _networks(args)
+        if args.auto:
+            return _report_auto(args, nets)
         h, w = args.input_size
         for n in nets:
             x = torch.zeros(1, n.in_channels, h, w)
@@ -261,6 +292,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+_DEFAULT_AUTO = {"loss": {"type": "ChannelWiseDivergence", "tau": 4.0, "loss_weight": 1.0}}
+
+
+def _report_auto(args: argparse.Namespace, nets: list[Network]) -> int:
+    """``--auto``: each network's main blocks and last feature; with ``-opt``, the automatic pairs as YAML.
+
+    The pairs are those ``train.distill.auto`` makes at start-up (its options, else a CWD pair at every block), sized
+    by a dry forward of the training crop (``--input-size`` to choose another).
+    """
+    import torch
+
+    from kit.distill.pairs.auto import automatic_pairs, dry_input_size, find_layout, pairs_yaml, parse_auto
+    from kit.options import load_options
+
+    opt = load_options(args.opt) if args.opt else {}
+    h, w = args.input_size or ((dry_input_size(opt),) * 2 if args.opt else (64, 64))
+    print(f"input 1×{nets[0].in_channels}×{h}×{w}" + ("" if args.input_size else " (the training crop)"))
+    if not args.opt:
+        for n in nets:
+            print(f"{n.role}: {n.note}")
+            print(f"  main blocks: {find_layout(n.net, torch.zeros(1, n.in_channels, h, w), n.role).describe()}")
+        return 0
+    teachers = nets[1:]
+    if not teachers:
+        raise ValueError("--auto needs a teacher: add network_t/teachers to the options or give --checkpoint")
+    names = [t.teacher_name or "teacher" for t in teachers]
+    auto = dict((opt.get("train", {}).get("distill") or {}).get("auto") or _DEFAULT_AUTO)
+    if args.teacher:
+        auto["teacher_name"] = args.teacher
+    spec = parse_auto(auto, names)
+    teacher = teachers[names.index(spec.teacher_name)]
+    x = torch.zeros(1, nets[0].in_channels, h, w)
+    entries, s_layout, t_layout = automatic_pairs(spec, nets[0].net, teacher.net, x, len(teachers) > 1)
+    print(f"student: {s_layout.describe()}")
+    print(f"{teacher.role}: {t_layout.describe()}")
+    print(f"# {len(entries)} pair(s), every {spec.every}: what train.distill.auto makes at start-up; to write them")
+    print("# by hand, paste them under train: distill: in place of auto (an explicit entry wins over auto's).")
+    print(pairs_yaml(entries))
+    return 0
+
+
 def _report_pair(args: argparse.Namespace, nets: list[Network]) -> int:
     student = nets[0]
     teachers = nets[1:]
@@ -275,8 +347,10 @@ def _report_pair(args: argparse.Namespace, nets: list[Network]) -> int:
     else:
         teacher = teachers[0]
     s_spec, t_spec = args.pair
-    s_shape = lookup(student.calls, s_spec, "student")
-    t_shape = lookup(teacher.calls, t_spec, teacher.role)
+    from kit.distill.pairs.tokens import map_shape  # token layers (N, L, C) pair as the maps (N, C, H, W) they hold
+
+    s_shape = map_shape(lookup(student.calls, s_spec, "student"), args.input_size)
+    t_shape = map_shape(lookup(teacher.calls, t_spec, teacher.role), args.input_size)
     reasons, connector = pair_advice(s_shape, t_shape)
     print(f"input 1×{student.in_channels}×{args.input_size[0]}×{args.input_size[1]}")
     print(f"student {s_spec}: {fmt_shape(s_shape)}")

@@ -22,20 +22,25 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import yaml
+import kit
 
-from kit.checkpoint import CheckpointError, extract_state_dict, load_checkpoint, save_atomic
-from kit.images import mod_crop, pair_folders, read_image
-from kit.metrics.psnr_ssim import psnr, quantize
-from kit.prune import PruneResult, PruneSettings, PruneTarget, PruneTargetError, prune_teacher
-from kit.prune.calibration import calibration_crops
-from kit.prune.families import FAMILIES
-from kit.prune.importance import CRITERIA
-from kit.prune.procedure import teacher_arguments
+if TYPE_CHECKING:
+    import torch
+
+    from kit.prune import PruneResult
 
 __all__ = ["build_parser", "main", "psnr_y"]
+
+# kit.prune's families and criteria (tests/test_help.py checks them): the parser imports no torch.
+FAMILY_NAMES = ("RLFNStudent", "SPANStudent")
+CRITERIA = ("energy", "l1")
+EXAMPLES = """examples:
+  kit-prune --teacher spanx4_ch48.safetensors --family SPANStudent --width 28 --out pruned.safetensors
+  kit-prune --teacher t.pth --family RLFNStudent --max-params 2e5 --img-residual bicubic --out s.pth \\
+            --eval-lq datasets/bundled/val/LR_bicubic/X4 --eval-gt datasets/bundled/val/HR
+"""
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -58,10 +63,15 @@ def _count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """``kit-prune``'s flags."""
-    p = argparse.ArgumentParser(prog="kit-prune", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = argparse.ArgumentParser(
+        prog="kit-prune",
+        description=__doc__.splitlines()[0].split(": ", 1)[1],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--teacher", required=True, help="the pretrained weights (.pth/.safetensors)")
     p.add_argument("--param-key", help="the teacher checkpoint's entry (default: params_ema, params, ...)")
-    p.add_argument("--family", required=True, choices=sorted(FAMILIES), help="the registered student family")
+    p.add_argument("--family", required=True, choices=FAMILY_NAMES, help="the registered student family")
     p.add_argument("--width", type=int, help="channels per group (num_feat) of the student")
     p.add_argument("--blocks", type=int, help="blocks to keep (default: all the teacher's)")
     p.add_argument("--max-params", type=_count, help="inclusive cap on deployed parameters")
@@ -81,14 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@torch.no_grad()
 def psnr_y(net: torch.nn.Module, lq_dir: str, gt_dir: str, scale: int) -> float:
     """Mean PSNR-Y (border = scale, 8-bit outputs) of ``net`` on the image pairs of two folders."""
+    import torch
+
+    from kit.images import mod_crop, pair_folders, read_image
+    from kit.metrics.psnr_ssim import psnr, quantize
+
     values = []
-    for _, lq_path, gt_path in pair_folders(lq_dir, gt_dir):
-        lq = torch.from_numpy(read_image(lq_path).transpose(2, 0, 1).copy())[None]
-        gt = torch.from_numpy(mod_crop(read_image(gt_path), scale)[0].transpose(2, 0, 1).copy())[None]
-        values.append(float(psnr(quantize(net(lq)), quantize(gt), crop_border=scale, y_channel=True)[0]))
+    with torch.no_grad():
+        for _, lq_path, gt_path in pair_folders(lq_dir, gt_dir):
+            lq = torch.from_numpy(read_image(lq_path).transpose(2, 0, 1).copy())[None]
+            gt = torch.from_numpy(mod_crop(read_image(gt_path), scale)[0].transpose(2, 0, 1).copy())[None]
+            values.append(float(psnr(quantize(net(lq)), quantize(gt), crop_border=scale, y_channel=True)[0]))
     return sum(values) / len(values)
 
 
@@ -101,6 +116,8 @@ def _data_folder(data: str | None) -> Path:
 
 
 def _report(result: PruneResult, args: argparse.Namespace) -> None:
+    import yaml
+
     h, w = args.input_size
     print(f"teacher: {result.family} {result.teacher_arguments}")
     print(
@@ -123,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (args.eval_lq is None) != (args.eval_gt is None):
         build_parser().error("--eval-lq and --eval-gt go together")
+    kit.install()  # compat + registries, once the arguments are parsed
+    from kit.checkpoint import CheckpointError, extract_state_dict, load_checkpoint, save_atomic
+    from kit.prune import PruneSettings, PruneTarget, PruneTargetError, prune_teacher
+    from kit.prune.calibration import calibration_crops
+    from kit.prune.procedure import teacher_arguments
+
     target = PruneTarget(args.width, args.blocks, args.max_params, args.max_gmacs, args.input_size)
     options = {"img_residual": args.img_residual} if args.img_residual else {}
     settings = PruneSettings(

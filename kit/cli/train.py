@@ -3,7 +3,8 @@
 Every error ends the run with exit code 1 and one line ``train.py: error: <what to change>``; the traceback
 goes to the experiment's log file (or, when the run failed before its folder was opened, to a log file in the
 system's temporary folder, named in the line) and to the screen with ``--debug``. SIGINT/SIGTERM during
-training save a resume state and exit with ``128 + signal``.
+training save a resume state and exit with ``128 + signal``. The arguments are parsed before torch is imported
+(``--help`` answers at once); BasicSR's underscore flags and the kit's hyphenated spellings are both accepted.
 """
 
 from __future__ import annotations
@@ -17,15 +18,25 @@ import traceback
 from pathlib import Path
 
 from kit.options import TrainFlags
-from kit.run import run_training
-from kit.run.interrupts import TrainingInterrupted
-from kit.run.logs import LOGGER_NAME, log_files, startup_buffer
+
+EXAMPLES = """examples:
+  python train.py -opt options/distill.yml                              # the main job (teacher first if missing)
+  python train.py -opt options/distill.yml --force_yml train:total_iter=60 name=short   # a shorter run, renamed
+  python train.py -opt options/distill.yml --auto-resume                # continue after Ctrl-C
+  torchrun --nproc_per_node=2 train.py -opt options/distill.yml --launcher pytorch
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the training; returns the exit code (0, 1 on an error, 128 + signal when interrupted)."""
     argv = sys.argv[1:] if argv is None else argv
-    flags = parse_args(argv)  # argparse's own usage errors exit 2 here
+    flags = parse_args(argv)  # argparse's own usage errors exit 2 here, before torch is imported
+    import kit
+
+    kit.install()  # compat + registries (a no-op when the import already did it)
+    from kit.run import run_training
+    from kit.run.interrupts import TrainingInterrupted
+
     try:
         run_training(flags)
     except TrainingInterrupted as err:
@@ -47,13 +58,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """``train.py``'s flags, with BasicSR's meaning."""
-    parser = argparse.ArgumentParser(description="Train a restoration network or distil a teacher into a student.")
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a restoration network or distil a teacher into a student.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-opt", required=True, help="options YAML file, e.g. options/distill.yml")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="'pytorch' under torchrun")
-    parser.add_argument("--auto_resume", action="store_true", help="continue from the experiment's newest state")
-    parser.add_argument("--debug", action="store_true", help="name the run debug_*, log and validate every 8 iters")
-    parser.add_argument("--local_rank", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--force_yml", nargs="+", default=None, help="override options, e.g. train:total_iter=100")
+    parser.add_argument(
+        "--auto_resume", "--auto-resume", action="store_true", help="continue from the experiment's newest state"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="name the run debug_*, log and validate every 8 iters, dump the options"
+    )
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--force_yml",
+        "--force-yml",
+        nargs="+",
+        default=None,
+        help="override options, e.g. train:total_iter=100 name=short (the schedule follows total_iter)",
+    )
     return parser
 
 
@@ -72,6 +98,8 @@ def one_line(err: BaseException) -> str:
 
 def keep_traceback(err: BaseException) -> str:
     """Write the traceback into the run's log file; before the experiment exists, into a temporary file."""
+    from kit.run.logs import LOGGER_NAME, log_files, startup_buffer
+
     logger = logging.getLogger(LOGGER_NAME)
     text = "".join(traceback.format_exception(err))
     files = log_files()

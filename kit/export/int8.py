@@ -21,7 +21,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class Int8Settings:
         keep_float: Parts left in float (see :func:`float_nodes`).
         per_channel: Per-output-channel weight scales.
         seed: Seed of the crop positions.
+        qat: The quantisation-aware fine-tuned network (a :class:`kit.quant.QATStudent`) when the exported
+            network is one: its own QDQ export (:mod:`kit.quant.qdq`) replaces calibration and ``quantize_static``.
     """
 
     crops: int = 64
@@ -61,6 +63,11 @@ class Int8Settings:
     keep_float: tuple[str, ...] = ("image",)
     per_channel: bool = True
     seed: int = 0
+    qat: Any = None
+
+    def for_network(self, deployed: Any) -> Int8Settings:
+        """These settings for ``deployed``: with its QAT network when it was fused from one (``qat_source``)."""
+        return replace(self, qat=getattr(deployed, "qat_source", None))
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
@@ -181,16 +188,23 @@ class _Crops:
     """onnxruntime's calibration data reader over a list of crops."""
 
     def __init__(self, input_name: str, crops: Sequence[np.ndarray]) -> None:
+        from tqdm import tqdm
+
         self.input_name, self.crops, self.i = input_name, list(crops), 0
+        # the calibration's progress with its ETA (on a terminal; tqdm stays silent in a log)
+        self.bar = tqdm(total=len(self.crops), desc="INT8 calibration", unit="crop", disable=None, leave=False)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.i >= len(self.crops):
+            self.bar.close()
             return None
         self.i += 1
+        self.bar.update(1)
         return {self.input_name: self.crops[self.i - 1]}
 
     def rewind(self) -> None:
         self.i = 0
+        self.bar.reset()
 
 
 def quantize_int8(

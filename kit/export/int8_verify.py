@@ -61,21 +61,22 @@ def int8_model(
     from kit.runners import OnnxRunner
 
     fp32_path, path = folder / "model.onnx", folder / INT8_FILE
-    try:
-        crops, calibration = calibration_crops(opt, scale, settings.crops, settings.crop_size, settings.seed)
-        record = quantize_int8(fp32_path, path, crops, settings)
-    except (RuntimeError, ValueError, OSError) as err:
-        raise ExportError(f"INT8: {err}") from err
+    record = _write_int8(fp32_path, path, opt, scale, inputs, settings)
     check_onnx(path)
     runner = OnnxRunner(path)
     checks = _parity_vs_fp32(runner, OnnxRunner(fp32_path), inputs)
     validation, metric = _validation(runner, opt, scale, fp32)
+    if settings.qat is not None:
+        agreement = _agreement(settings.qat, runner, opt, scale, inputs, fp32, validation["psnr"])
+        record["simulation_vs_onnxruntime"] = agreement
+        say(
+            f"INT8 (QAT): the simulation scores {agreement['validation_psnr_simulated']:.3f} dB, onnxruntime "
+            f"{validation['psnr']:.3f} dB; max abs difference "
+            f"{max(c['max_abs_error'] for c in agreement['parity']):.2e}"
+        )
     ms_fp32, ms_int8 = side_by_side_latency([fp32_path, path], inputs[0].numpy(), runs)
     size_fp32, size_int8 = fp32_path.stat().st_size, path.stat().st_size
     record.update(
-        calibration=calibration,
-        calibration_crops=settings.crops,
-        calibration_crop_size=settings.crop_size,
         parity_vs_fp32=checks,
         validation=validation,
         size_bytes={"fp32": size_fp32, "int8": size_int8, "ratio": size_fp32 / size_int8},
@@ -87,6 +88,53 @@ def int8_model(
         f"fp32 {ms_fp32:.1f} ms ({ms_fp32 / ms_int8:.2f}x), {size_int8 / 1e6:.2f} MB vs {size_fp32 / 1e6:.2f} MB"
     )
     return record
+
+
+def _write_int8(
+    fp32_path: Path, path: Path, opt: Mapping[str, Any], scale: int, inputs: list[Tensor], settings: Int8Settings
+) -> dict[str, Any]:
+    """Write ``path``: the QAT network's own QDQ export, else ``fp32_path`` calibrated and quantised statically.
+
+    Raises:
+        ExportError: the export or the quantisation failed.
+    """
+    if settings.qat is not None:
+        from kit.quant.qdq import export_qdq
+
+        return export_qdq(settings.qat, path, list(inputs[0].shape))
+    try:
+        crops, calibration = calibration_crops(opt, scale, settings.crops, settings.crop_size, settings.seed)
+        record = quantize_int8(fp32_path, path, crops, settings)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise ExportError(f"INT8: {err}") from err
+    record.update(calibration=calibration, calibration_crops=settings.crops, calibration_crop_size=settings.crop_size)
+    return record
+
+
+def _agreement(
+    qat: Any,
+    runner: Callable[[Tensor], Tensor],
+    opt: Mapping[str, Any],
+    scale: int,
+    inputs: list[Tensor],
+    fp32: ValidationRecord,
+    psnr_int8: float,
+) -> dict[str, Any]:
+    """The manifest's ``int8.simulation_vs_onnxruntime``: the PyTorch simulation against the file onnxruntime ran."""
+    from kit.evaluation import evaluate, validation_pairs
+    from kit.quant.qdq import frozen_copy, simulation_agreement
+    from kit.runners import TorchRunner
+
+    simulated = TorchRunner(frozen_copy(qat))
+    result = evaluate({"simulated": simulated}, validation_pairs(opt, scale), scale, fp32.y_channel, fp32.crop_border)
+    psnr_simulated = result.means()["simulated"]["psnr"]
+    return {
+        "how": "the QAT network in PyTorch (fake quantisation, observers frozen) vs model_int8.onnx in onnxruntime",
+        "parity": simulation_agreement(qat, runner, inputs),
+        "validation_psnr_simulated": psnr_simulated,
+        "validation_psnr_onnxruntime": psnr_int8,
+        "psnr_onnxruntime_minus_simulated": psnr_int8 - psnr_simulated,
+    }
 
 
 def _latency(shape: list[int], runs: int, ms_fp32: float, ms_int8: float) -> dict[str, Any]:

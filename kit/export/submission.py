@@ -213,7 +213,8 @@ def _write_verified(
     if s.int8 is not None:
         from kit.export.int8_verify import int8_model
 
-        int8_record = int8_model(staged, opt, scale, inputs, validation, s.int8, s.latency_runs, say)
+        int8 = s.int8.for_network(deployed)  # a QAT network (kit.quant) exports its own QDQ model
+        int8_record = int8_model(staged, opt, scale, inputs, validation, int8, s.latency_runs, say)
     _save_weights(deployed, staged / "weights.safetensors")
     manifest = build_manifest(
         ManifestInputs(
@@ -249,6 +250,8 @@ def _check_target(
     except OptionsError as err:
         raise SubmissionError(f"{err}; use --name for the submission") from err
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SubmissionError(f"--out-dir '{out_dir}' is a file, not a folder; name a folder for the submissions")
     if not force:
         _refuse_existing(out_dir, name)
     return name, out_dir
@@ -467,7 +470,7 @@ def _put_in_place(tmp: Path, out_dir: Path, name: str, force: bool) -> list[Path
 
 
 def _existing(out_dir: Path, name: str) -> list[Path]:
-    return [p for p in (out_dir / name, out_dir / f"{name}.zip") if p.exists()]
+    return [p for p in (out_dir / name, out_dir / f"{name}.zip") if p.exists() or p.is_symlink()]  # dangling too
 
 
 def _refuse_existing(out_dir: Path, name: str) -> None:

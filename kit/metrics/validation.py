@@ -15,6 +15,7 @@ import torch
 
 from kit.metrics.psnr_ssim import quantize
 from kit.registry import OptionsKeyError, check_arguments, lookup
+from kit.schema import short
 
 _PSNR = ("calculate_psnr", "calculate_psnr_pt", "calculate_psnr_kit")
 _SSIM = ("calculate_ssim", "calculate_ssim_pt", "calculate_ssim_kit")
@@ -78,12 +79,12 @@ def check_metrics(metrics_opt: dict, where: str = "val:metrics") -> list[str]:
     from basicsr.utils.registry import METRIC_REGISTRY
 
     if not isinstance(metrics_opt, dict):
-        raise OptionsKeyError(f"{where} must be a mapping of name: {{type: ..., ...}}, got {metrics_opt!r}")
+        raise OptionsKeyError(f"{where} must be a mapping of name: {{type: ..., ...}}, got {short(metrics_opt)}")
     notes = []
     for name, spec in metrics_opt.items():
         key = f"{where}:{name}"
         if not isinstance(spec, dict) or "type" not in spec:
-            raise OptionsKeyError(f"{key}: expected a mapping with 'type:', got {spec!r}")
+            raise OptionsKeyError(f"{key}: expected a mapping with 'type:', got {short(spec)}")
         fn = lookup(METRIC_REGISTRY, spec["type"], key)
         args = {k: v for k, v in spec.items() if k not in ("type", *_BASICSR_KEYS)}
         check_arguments(_without_images(fn), args, key)

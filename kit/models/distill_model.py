@@ -29,7 +29,9 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from kit.distill.gt_free import check_gt_free, train_provides_gt
+from kit.distill.pairs.auto import AUTO_KEY, automatic_pairs, dry_input_size, merge_auto, pairs_yaml, parse_auto
 from kit.distill.pairs.recorder import FeatureRecorder
+from kit.distill.pairs.tokens import as_map
 from kit.distill.pairs.wiring import ConnectorBank, dry_check, parse_distill
 from kit.distill.recipes.base import Recipes, Step
 from kit.metrics import quantize
@@ -55,7 +57,8 @@ class DistillModel(KitSRModel):
         train_opt = self.opt["train"]
         logger = get_root_logger()
         self.hold_teachers()
-        self.output_spec, self.pairs = parse_distill(train_opt.get("distill"), list(self.teachers))
+        distill = self.resolve_auto_pairs(train_opt.get("distill"))
+        self.output_spec, self.pairs = parse_distill(distill, list(self.teachers))
         self.cached_teacher_images: dict[str, torch.Tensor] | None = None
         # The training run resolved train.teacher_cache into this dataset option (kit.run).
         use_cache = bool(self.opt["datasets"].get("train", {}).get("teacher_outputs")) or cache_enabled(self.opt)
@@ -77,10 +80,17 @@ class DistillModel(KitSRModel):
             logger.info("No ground truth: the teacher's image is the target; validation is measured to the teacher")
         self._val_teacher: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
 
-        self.recipes.bind(self)  # the pool labels its inputs here: before the recorders attach, nothing is recorded
+        # The pairs' paths (recorders) and shapes (a dry forward) first: the recipes' binding can be slow work (the
+        # pool labels every input) that a typo in a path must not wait for. No hooks while they bind.
         self.attach_recorders()
         self.connectors = ConnectorBank(self.pairs).to(self.device)
         self.check_pairs()
+        recorders = [*self.student_recs.values(), *self.teacher_recs.values()]
+        for recorder in recorders:
+            recorder.remove()
+        self.recipes.bind(self)  # the pool labels its inputs here: nothing is recorded
+        for recorder in recorders:
+            recorder.attach()
         n_conn = sum(p.numel() for p in self.connectors.parameters())
         logger.info(f"Distillation: {len(self.pairs)} feature pair(s), connectors {n_conn:,d} params (training only)")
         if n_conn:
@@ -98,6 +108,23 @@ class DistillModel(KitSRModel):
             get_root_logger().info(f"Teacher '{name}' (weight {t.weight:.3g}): {t.info.describe()}")
             if self.channels_last:
                 t.net.to(memory_format=torch.channels_last)
+
+    def resolve_auto_pairs(self, distill: dict | None) -> dict | None:
+        """``train.distill`` with its ``auto`` entry made into pairs (kit.distill.pairs.auto), logged as YAML."""
+        if not distill or distill.get(AUTO_KEY) is None:
+            return {k: v for k, v in distill.items() if k != AUTO_KEY} if distill else distill
+        spec = parse_auto(distill[AUTO_KEY], list(self.teachers))
+        teacher, several = self.teachers[spec.teacher_name], len(self.teachers) > 1
+        entries, s_layout, t_layout = automatic_pairs(spec, self.net_g, teacher, self._dry_input(), several)
+        merged = merge_auto(distill, entries)
+        kept = [name for name in entries if name in merged]
+        get_root_logger().info(
+            f"Automatic feature pairs (train:distill:auto, every {spec.every}): student {s_layout.describe()}; "
+            f"teacher '{spec.teacher_name}' {t_layout.describe()}. {len(kept)} pair(s)"
+            f"{'' if len(kept) == len(entries) else f' ({len(entries) - len(kept)} replaced by explicit entries)'}"
+            f"; to write them by hand, paste:\n{pairs_yaml({name: entries[name] for name in kept})}"
+        )
+        return merged
 
     def attach_recorders(self) -> None:
         """One recorder per (network, source); the pairs' specs are checked against the real module paths here."""
@@ -139,9 +166,7 @@ class DistillModel(KitSRModel):
         return groups
 
     def _dry_input(self) -> torch.Tensor:
-        train = self.opt["datasets"].get("train", {})
-        scale = int(self.opt.get("scale", 1))
-        size = int(train["lq_size"]) if "lq_size" in train else max(int(train.get("gt_size", 64)) // scale, 8)
+        size = dry_input_size(self.opt)
         channels = int(self.opt["network_g"].get("num_in_ch", 3))
         return torch.rand(1, channels, size, size, device=self.device)
 
@@ -158,8 +183,8 @@ class DistillModel(KitSRModel):
                 for teacher in self.teachers.values():
                     teacher(lq)
                 self.net_g(lq)
-                t_feats = self.teacher_features()
-                connected = self.connectors(self.student_features(), self.feature_sizes(t_feats))
+                t_feats = self.teacher_features(lq)
+                connected = self.connectors(self.student_features(lq), self.feature_sizes(t_feats))
             dry_check(self.pairs, connected, t_feats, self.connectors)
         finally:
             self.net_g.train(was_training)
@@ -178,11 +203,22 @@ class DistillModel(KitSRModel):
         self.cached_teacher_images = cached
 
     # ---------------------------------------------------------------- features
-    def teacher_features(self) -> dict[str, torch.Tensor]:
-        return {p.name: self.teacher_recs[(p.teacher_name, p.source)].get(p.name).float() for p in self.pairs}
+    def teacher_features(self, lq: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The pairs' recorded teacher features as maps (tokens ``(N, L, C)`` read on the grid of ``lq``, by default
+        the batch's), float32."""
+        hw = self.input_grid(lq)
+        recs = self.teacher_recs
+        return {p.name: as_map(recs[(p.teacher_name, p.source)].get(p.name), hw).float() for p in self.pairs}
 
-    def student_features(self) -> dict[str, torch.Tensor]:
-        return {p.name: self.student_recs[p.source].get(p.name) for p in self.pairs}
+    def student_features(self, lq: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The pairs' recorded student features as maps (graph kept), as :meth:`teacher_features`."""
+        hw = self.input_grid(lq)
+        return {p.name: as_map(self.student_recs[p.source].get(p.name), hw) for p in self.pairs}
+
+    def input_grid(self, lq: torch.Tensor | None) -> tuple[int, int]:
+        """``(H, W)`` of ``lq``, else of the batch; square when there is none (token grids are read by its ratio)."""
+        lq = getattr(self, "lq", None) if lq is None else lq
+        return (1, 1) if lq is None else tuple(lq.shape[-2:])
 
     @staticmethod
     def feature_sizes(t_feats: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
@@ -234,7 +270,7 @@ class DistillModel(KitSRModel):
         #    teacher cache when the batch carries them: output-only distillation, no teacher forward).
         t_images = self.cached_teacher_images or self.teacher_images(self.lq)  # {name: (N, 3, sH, sW)}
         t_target = self.teacher_target(t_images)
-        t_feats = self.teacher_features() if self.pairs else {}
+        t_feats = self.teacher_features(self.lq) if self.pairs else {}
 
         # 2. Student forward; its recorded features keep their graph.
         with self.autocast():
@@ -252,13 +288,7 @@ class DistillModel(KitSRModel):
 
         # 5. Feature pairs: student feature → connector → loss against the teacher feature (scaled by balancing).
         if self.pairs:
-            with self.autocast():  # under amp the student's features are half precision, and so is its connector
-                step.connected = self.connectors(self.student_features(), self.feature_sizes(t_feats))
-            reference = loss_dict.get("l_pix", loss_dict.get("l_out"))
-            for pair in self.pairs:
-                term = self.cri_pairs[pair.name](step.connected[pair.name].float(), t_feats[pair.name])
-                term = term * self.recipes.pair_scale(pair.name, term, reference, current_iter)
-                loss_dict[f"l_{pair.name}"] = term
+            loss_dict.update(self.pair_terms(step, loss_dict.get("l_pix", loss_dict.get("l_out"))))
 
         # 6. The recipes' other terms, in their fixed order: feature mixing, upcycling, the teacher pool.
         loss_dict.update(self.recipes.terms(step, after_pairs=True))
@@ -266,6 +296,27 @@ class DistillModel(KitSRModel):
         for term in loss_dict.values():
             l_total = l_total + term
         return l_total, loss_dict
+
+    def pair_terms(self, step: Step, reference: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Each pair's loss (``l_<pair>``), balanced by the recipes; sets ``step.connected``.
+
+        A loss with ``prepare_target`` (CWD) gets the teacher's side computed once per step for every pair that reads
+        the same teacher feature with an equal ``target_key`` (no autograd; the teacher feature is a constant).
+        """
+        with self.autocast():  # under amp the student's features are half precision, and so is its connector
+            step.connected = self.connectors(self.student_features(self.lq), self.feature_sizes(step.teacher_features))
+        targets: dict[tuple, object] = {}
+        terms = {}
+        for pair in self.pairs:
+            loss, target = self.cri_pairs[pair.name], step.teacher_features[pair.name]
+            if hasattr(loss, "prepare_target"):
+                key = (pair.teacher_name, pair.source, pair.teacher, loss.target_key())
+                if key not in targets:
+                    targets[key] = loss.prepare_target(target)
+                target = targets[key]
+            term = loss(step.connected[pair.name].float(), target)
+            terms[f"l_{pair.name}"] = term * self.recipes.pair_scale(pair.name, term, reference, step.current_iter)
+        return terms
 
     def output_terms(
         self, output: torch.Tensor, t_images: dict[str, torch.Tensor], t_target: torch.Tensor

@@ -22,6 +22,7 @@ Used for a network trained alone (the teacher in ``options/teacher.yml``, the sc
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections import OrderedDict
@@ -74,6 +75,11 @@ class KitSRModel(SafeModelIO, SRModel):
         self.net_g.train()
         train_opt = self.opt["train"]
         self.ema_decay = train_opt.get("ema_decay", 0)
+        if self.ema_decay > 0 and getattr(self.get_bare_model(self.net_g), "refuses_ema", False):
+            raise ValueError(
+                f"train.ema_decay is {self.ema_decay}, but {type(self.get_bare_model(self.net_g)).__name__} trains "
+                "quantisation ranges (buffers) that an EMA copy would not follow; set train.ema_decay: 0"
+            )
         if self.ema_decay > 0:
             get_root_logger().info(f"Use Exponential Moving Average with decay: {self.ema_decay}")
             self.net_g_ema = build_network(self.opt["network_g"], "network_g").to(self.device)
@@ -118,8 +124,13 @@ class KitSRModel(SafeModelIO, SRModel):
         self.optimizers.append(self.optimizer_g)
 
     def setup_schedulers(self) -> None:
+        """BasicSR's scheduler, its periods/milestones in iterations of ``total_iter`` (:mod:`kit.schedule`)."""
+        from kit.schedule import fit_schedule
+
         saved = self.opt["train"]["scheduler"]
-        self.opt["train"]["scheduler"] = dict(saved)  # BasicSR pops 'type' from the options
+        train = {"total_iter": self.opt["train"].get("total_iter"), "scheduler": copy.deepcopy(saved)}
+        fit_schedule(train, None)  # fractions of the run (a training run has fitted them already: a no-op then)
+        self.opt["train"]["scheduler"] = train["scheduler"]  # BasicSR pops 'type' from the options: a copy
         try:
             super().setup_schedulers()
         finally:
@@ -261,11 +272,17 @@ class KitSRModel(SafeModelIO, SRModel):
                 record.setdefault(f"{metric}{suffix}", {"better": better, "val": init, "iter": -1})
 
     def baseline_image(self, lq: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-        """What a student has to beat: bicubic of ``lq`` to the GT's size (the input itself when the sizes agree)."""
+        """What a student has to beat: bicubic of ``lq`` (the input itself when the sizes agree).
+
+        MATLAB ``imresize`` (:class:`kit.runners.BicubicRunner`), the bicubic of ``kit-eval --bicubic`` and of
+        ``export.py``'s check: one bicubic number everywhere.
+        """
         if lq.shape[-2:] == gt.shape[-2:]:
             return lq.clamp(0, 1)
-        up = torch.nn.functional.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False)
-        return up.clamp(0, 1)
+        from kit.runners import BicubicRunner
+
+        up = BicubicRunner(int(self.opt.get("scale", 1)))(lq)
+        return up[..., : gt.shape[-2], : gt.shape[-1]].to(gt.device)
 
     def comparison_images(self, lq: torch.Tensor) -> dict[str, torch.Tensor]:
         """Extra panels of the comparison picture besides LQ/bicubic/student/GT (DistillModel: the teacher)."""
@@ -277,8 +294,7 @@ class KitSRModel(SafeModelIO, SRModel):
 
         scale = int(self.opt.get("scale", 1))
         lq = self.lq.float()
-        bicubic = torch.nn.functional.interpolate(lq, size=gt.shape[-2:], mode="bicubic", align_corners=False)
-        panels = {"bicubic": bicubic.clamp(0, 1), "student": sr, **self.comparison_images(lq)}
+        panels = {"bicubic": self.baseline_image(lq, gt), "student": sr, **self.comparison_images(lq)}
         border = scale
         psnrs = {
             k: float(psnr(quantize(v), quantize(gt), crop_border=border, y_channel=True)[0]) for k, v in panels.items()

@@ -24,7 +24,8 @@ A walk of ``train.py -opt options/distill.yml`` (the main job)::
 
 Modules, one concept each: ``context`` (the Run), ``startup``, ``stages``, ``loaders``, ``experiment``, ``loop``,
 ``finish``; ``state`` (the resume-state format), ``resume`` (finding a state and continuing from it), ``rng``
-(random streams), ``interrupts``, ``divergence``, ``logs``, ``ddp``, ``plots``.
+(random streams), ``lock`` (a run owns its experiment folder), ``interrupts``, ``divergence``, ``logs``, ``ddp``,
+``plots``.
 """
 
 from __future__ import annotations

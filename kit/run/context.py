@@ -23,6 +23,7 @@ class Run:
     args: TrainFlags
     root: Path
     console: bool = True
+    effective: dict | None = None  # the options as the run uses them (kit.options.effective_options): saved
     logger: logging.Logger | None = None
     cache_spec: dict | None = None  # train.teacher_cache, checked; None when off
     exp_root: Path | None = None

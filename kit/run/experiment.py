@@ -13,6 +13,7 @@ from pathlib import Path
 from basicsr.utils import get_env_info, get_time_str
 from basicsr.utils.options import dict2str
 
+from kit.experiments import save_effective_options
 from kit.run.context import Run
 from kit.run.ddp import barrier
 from kit.run.logs import setup_logger
@@ -30,12 +31,14 @@ def open_experiment(run: Run) -> None:
             for key in ("experiments_root", "models", "training_states", "visualization"):
                 Path(opt["path"][key]).mkdir(parents=True, exist_ok=True)
     barrier(opt)
-    if opt["rank"] == 0:
-        shutil.copyfile(opt["opt_path"], run.exp_root / Path(opt["opt_path"]).name)
+    saved = save_options(run) if opt["rank"] == 0 else None
     log_file = str(run.exp_root / f"train_{opt['name']}_{get_time_str()}.log")
     run.logger = setup_logger(log_file, opt["rank"], run.console)  # the start-up lines kept in memory go first
-    run.logger.info(get_env_info())
-    run.logger.info(dict2str({k: v for k, v in opt.items() if k != "opt_path"}))
+    if run.args.debug:  # the whole options dump: ~250 lines before the first step
+        run.logger.info(get_env_info())
+        run.logger.info(dict2str({k: v for k, v in opt.items() if k != "opt_path"}))
+    if saved is not None:
+        run.logger.info(f"Options as this run uses them: {saved} (export.py --experiment {opt['name']} reads them)")
     if archived:
         run.logger.info(f"An experiment named {opt['name']} existed: moved to {archived}")
     if cleaned:
@@ -44,6 +47,18 @@ def open_experiment(run: Run) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         run.tb_logger = SummaryWriter(log_dir=str(run.root / "tb_logger" / opt["name"]))
+
+
+def save_options(run: Run) -> Path:
+    """The run's effective options (overrides applied, schedule fitted) in its folder, under the file's name."""
+    opt = run.opt
+    name = Path(opt["opt_path"]).name
+    if run.effective is None:  # a run made without train.py's flags: the file as given
+        shutil.copyfile(opt["opt_path"], run.exp_root / name)
+        return run.exp_root / name
+    overrides = run.args.force_yml or []
+    source = opt["opt_path"] + (f" with --force_yml {' '.join(overrides)}" if overrides else "")
+    return save_effective_options(run.exp_root, name, run.effective, source)
 
 
 def archive_experiment(root: Path, experiments: Path) -> Path | None:

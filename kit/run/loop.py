@@ -7,6 +7,7 @@ SIGINT/SIGTERM finish the step, save and stop (:mod:`kit.run.interrupts`).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ def train_loop(run: Run) -> None:
     resumed = run.resume_state.streams if run.resume_state is not None else None  # None: an older state
     run.resume_state = None
     run.started = time.time()
+    pace = Pace(run.current_iter, total_iters)
 
     with GracefulStop(enabled=not opt["dist"]) as stop:
         while run.current_iter < total_iters:
@@ -54,11 +56,14 @@ def train_loop(run: Run) -> None:
                 if it == 1:
                     msg_logger.reset_start_time()
 
-                if it % opt["logger"]["print_freq"] == 0:
+                if it % opt["logger"]["print_freq"] == 0 or it == total_iters:  # the last one: curves.png has losses
                     losses = model.get_current_log()
                     log_vars = {"epoch": run.epoch, "iter": it, "lrs": model.get_current_learning_rate()}
                     msg_logger(log_vars | {"time": iter_time, "data_time": data_time} | losses)
                     model.append_history({"kind": "train", "iter": it} | losses)
+                    pace.logged()
+                else:
+                    pace.report(it, run.logger)
                 run.warn(run.watch.loss(it, float(model.log_dict.get("l_total", 0.0))))
                 if it % save_freq == 0:
                     run.logger.info("Saving models and training states.")
@@ -72,6 +77,35 @@ def train_loop(run: Run) -> None:
             if batch is None:  # the epoch ran out: next epoch from its start
                 run.epoch += 1
                 run.epoch_iter = 0
+
+
+PROGRESS_EVERY_S = 30.0  # a progress line at least this often between BasicSR's log lines
+
+
+class Pace:
+    """Progress lines with an ETA between BasicSR's log lines (``print_freq``): after the first step, then after
+    every ``PROGRESS_EVERY_S`` seconds without a line; so a slow run is never silent for long."""
+
+    def __init__(self, start_iter: int, total: int) -> None:
+        self.start_iter, self.total = start_iter, total
+        self.started = self.last = time.time()
+        self.first = True
+
+    def logged(self) -> None:
+        """BasicSR's line (with its own ETA) was just written."""
+        self.last, self.first = time.time(), False
+
+    def report(self, it: int, logger: logging.Logger) -> None:
+        """Log ``iter it/total, s/iter, ETA`` when it is due."""
+        now = time.time()
+        if not self.first and now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last, self.first = now, False
+        per_iter = (now - self.started) / max(it - self.start_iter, 1)
+        eta = per_iter * (self.total - it)
+        logger.info(
+            f"iter {it}/{self.total} ({100 * it / self.total:.0f}%): {per_iter:.2f} s/iter, ETA {eta / 60:.1f} min"
+        )
 
 
 def start_logging(run: Run, total_iters: int) -> MessageLogger:
@@ -144,9 +178,38 @@ def validate(run: Run) -> None:
         model.validation(val_loader, run.current_iter, run.tb_logger, run.opt["val"].get("save_img", False))
         name = val_loader.dataset.opt["name"]
         baseline = getattr(model, "baselines", {}).get(name, {})
-        what = "bicubic" if int(run.opt.get("scale", 1)) > 1 else "input"
+        what = "bicubic (MATLAB imresize)" if int(run.opt.get("scale", 1)) > 1 else "input"
+        if run.validated_at is None:  # once a run: the dashed lines of curves.png (what the student has to beat)
+            record_references(run, val_loader, {what: baseline})
         for metric, value in baseline.items():
             got = getattr(model, "metric_results", {}).get(metric)
             if got is not None:
                 run.warn(run.watch.validation(run.current_iter, name, metric, float(got), float(value), what))
     run.validated_at = run.current_iter
+
+
+def record_references(run: Run, val_loader: Any, known: dict[str, dict]) -> None:
+    """Append the references of a validation set to the history: ``known`` (bicubic's metrics, measured by the
+    validation) and, when distilling, the teacher's own metrics to the GT (one pass of the teacher, once a run)."""
+    model, name = run.model, val_loader.dataset.opt["name"]
+    references = {what: values for what, values in known.items() if values}
+    if run.distill and run.opt["rank"] == 0:
+        from kit.metrics.validation import ValidationMetrics
+
+        metrics = ValidationMetrics(run.opt["val"].get("metrics") or {})
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the loader draws a seed: the run's stream stays
+            for data in val_loader:
+                if "gt" not in data:  # GT-free: the teacher is the reference itself
+                    metrics = None
+                    break
+                model.feed_data(data)
+                image = model.comparison_images(model.lq.float())["teacher"]  # (1, 3, sH, sW), clamped
+                metrics.update(Path(data["lq_path"][0]).stem, image, model.gt.float())
+        for attr in ("lq", "gt"):  # as the validation leaves the model: no batch held
+            if hasattr(model, attr):
+                delattr(model, attr)
+        if metrics is not None:
+            references["teacher"] = metrics.means()
+    for what, values in references.items():
+        record = {"kind": "reference", "iter": run.current_iter, "dataset": name, "what": what}
+        model.append_history(record | {m: float(v) for m, v in values.items()})

@@ -15,6 +15,7 @@ from kit.run.divergence import DivergenceWatch
 from kit.run.experiment import open_experiment
 from kit.run.finish import finish
 from kit.run.loaders import attach_teacher_cache, build_loaders
+from kit.run.lock import experiment_lock
 from kit.run.loop import train_loop
 from kit.run.resume import continue_from, find_resume
 from kit.run.startup import check_inputs, set_up
@@ -27,11 +28,13 @@ def run_training(flags: TrainFlags, root: Path = REPO_ROOT, dist: bool | None = 
     ``console=False`` keeps the console to warnings (benchmarks); the log file is complete either way.
     """
     run = set_up(flags, root, dist, console)
-    check_inputs(run)
-    train_teacher(run)
-    build(run)
-    train_loop(run)
-    return finish(run)
+    # The run owns experiments/<name> from here to its end: a second run of the name is refused (kit.run.lock).
+    with experiment_lock(run.root / "experiments", run.opt["name"], run.warn, enabled=run.opt["rank"] == 0):
+        check_inputs(run)
+        train_teacher(run)
+        build(run)
+        train_loop(run)
+        return finish(run)
 
 
 def train_teacher(run: Run) -> None:
@@ -45,6 +48,7 @@ def train_teacher(run: Run) -> None:
     if not run.distill or not ckpt or Path(ckpt).is_file() or not recipe:
         return
     recipe_path = Path(recipe) if Path(recipe).is_absolute() else run.root / recipe
+    check_pair_paths(opt)  # a typo in a pair must not wait for the teacher's training
     if opt["rank"] == 0:
         what = f"no teacher checkpoint at {ckpt}; training the teacher from {recipe_path}"
         run.logger.info(f"==== Stage 1/2: {what} ====")
@@ -56,6 +60,29 @@ def train_teacher(run: Run) -> None:
                 "exist; make pretrain_network_t point at experiments/<teacher name>/models/net_g_latest.pth"
             )
     wait_for_rank0(opt, Path(ckpt))
+
+
+def check_pair_paths(opt: dict) -> None:
+    """The feature pairs' module paths, on the declared networks (random weights), before stage 1 trains the teacher.
+
+    The model checks them again with the trained teacher (paths and shapes, a dry forward) before any other slow work.
+    """
+    from kit.distill.pairs.recorder import FeatureRecorder
+    from kit.distill.pairs.wiring import parse_distill
+    from kit.registry import build_network
+
+    distill = opt["train"].get("distill") or {}
+    teacher_type = (opt.get("network_t") or {}).get("type")
+    if "auto" in distill or teacher_type in (None, "AutoTeacher"):  # found by the model / built from the checkpoint
+        return
+    _, pairs = parse_distill(distill, ["teacher"])
+    if not pairs:
+        return
+    student = build_network(dict(opt["network_g"]), "network_g")
+    teacher = build_network(dict(opt["network_t"]), "network_t")
+    for pair in pairs:
+        FeatureRecorder(student, {pair.name: pair.student}, pair.source, role="student")
+        FeatureRecorder(teacher, {pair.name: pair.teacher}, pair.source, role="teacher")
 
 
 def build(run: Run) -> None:

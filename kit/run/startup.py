@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,11 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from kit import compat
 from kit.data.bundled import ensure_for_options
-from kit.data.checks import check_datasets
+from kit.data.checks import check_dataset_keys, check_datasets
 from kit.data.loader_options import check_loader_options
 from kit.metrics.validation import check_metrics
 from kit.models import KitSRModel
-from kit.options import TrainFlags, parse_train_options
+from kit.options import TrainFlags, effective_options, finalize_train_options
 from kit.registry import OptionsKeyError, lookup
 from kit.run.context import Run
 from kit.run.ddp import barrier
@@ -26,7 +27,8 @@ from kit.teachers.cache import resolve_cache
 
 def set_up(args: TrainFlags, root: Path, dist: bool | None, console: bool) -> Run:
     """Options, distributed set-up (torchrun: RANK/WORLD_SIZE; gloo on CPU), seed, console logger."""
-    opt = parse_train_options(args, root)
+    effective, notes = effective_options(args.opt, args.force_yml, args.debug)  # the schedule follows total_iter
+    opt = finalize_train_options(copy.deepcopy(effective), args, root)
     if dist is None:
         dist = args.launcher == "pytorch"
         if dist and not torch.distributed.is_initialized():
@@ -38,7 +40,11 @@ def set_up(args: TrainFlags, root: Path, dist: bool | None, console: bool) -> Ru
     check_gpus(opt["num_gpu"])
     if opt.get("manual_seed") is None:
         opt["manual_seed"] = random.randint(1, 10000)
-    return Run(opt=opt, args=args, root=root, console=console, logger=setup_logger(None, opt["rank"], console))
+    run = Run(opt=opt, args=args, root=root, console=console, logger=setup_logger(None, opt["rank"], console))
+    run.effective = effective
+    for note in notes:
+        run.logger.info(note)
+    return run
 
 
 def check_gpus(num_gpu: Any) -> None:
@@ -56,10 +62,8 @@ def check_gpus(num_gpu: Any) -> None:
 def check_inputs(run: Run) -> None:
     """Everything checkable without training, before anything of the experiment is written."""
     opt = run.opt
-    if opt["rank"] == 0:
-        ensure_for_options(opt)  # the bundled photos, built on first use
-    barrier(opt)
-    check_datasets(opt)
+    # The checks of the options alone first (cheap), then the slow ones: the bundled photos built, every image decoded.
+    check_dataset_keys(opt)
     check_loader_options(opt["datasets"].get("train") or {}, bool(opt["num_gpu"]))
     model_cls = lookup(MODEL_REGISTRY, opt.get("model_type"), "model_type")
     if not issubclass(model_cls, KitSRModel):
@@ -70,3 +74,7 @@ def check_inputs(run: Run) -> None:
     for note in check_metrics((opt.get("val") or {}).get("metrics") or {}):
         run.logger.info(note)
     run.cache_spec = resolve_cache(opt)
+    if opt["rank"] == 0:
+        ensure_for_options(opt)  # the bundled photos, built on first use
+    barrier(opt)
+    check_datasets(opt)

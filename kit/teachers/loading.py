@@ -27,8 +27,16 @@ import torch
 from basicsr.utils import get_root_logger
 from torch import nn
 
-from kit.checkpoint import CheckpointError, chosen_key, describe_mismatch, extract_state_dict, load_checkpoint
+from kit.checkpoint import (
+    CheckpointError,
+    check_weights,
+    chosen_key,
+    describe_mismatch,
+    extract_state_dict,
+    load_checkpoint,
+)
 from kit.registry import OptionsKeyError, build_network, lookup
+from kit.schema import short
 from kit.teachers.auto import AUTO_TYPE, check_auto_options, detect_from_state, looks_like
 from kit.teachers.errors import TeacherError
 
@@ -128,7 +136,7 @@ def load_teacher_with_info(
     if not isinstance(network_opt, Mapping) or "type" not in network_opt:
         raise TeacherError(
             f"teacher network options must be a mapping with 'type' (e.g. {{type: RRDBNet, ...}} or "
-            f"{{type: {AUTO_TYPE}}}), got {network_opt!r}"
+            f"{{type: {AUTO_TYPE}}}), got {short(network_opt)}"
         )
     ckpt_path = str(checkpoint) if checkpoint is not None else None
     if network_opt["type"] == AUTO_TYPE:
@@ -154,6 +162,7 @@ def _detect_teacher(
         )
     state = _read_weights(ckpt_path, param_key)
     net, detected = detect_from_state(state, f"checkpoint '{ckpt_path}'")
+    check_weights(net.state_dict(), state, f"teacher checkpoint '{ckpt_path}'")  # spandrel casts as torch does
     info = TeacherInfo(
         architecture=type(net).__name__,
         source="spandrel",
@@ -213,7 +222,7 @@ def _build_declared(network_opt: Mapping[str, Any]) -> tuple[nn.Module, int]:
         hint = f"; or let spandrel detect it: {{type: {AUTO_TYPE}}}" if "unknown type" in str(err) else ""
         raise TeacherError(f"{err}{hint}") from err
     except TypeError as err:
-        raise TeacherError(f"cannot build teacher {network_opt['type']} from {dict(network_opt)}: {err}") from err
+        raise TeacherError(f"cannot build teacher {short(network_opt['type'])} from its options: {err}") from err
     return net, declared_in_channels(network_opt)
 
 
@@ -237,6 +246,7 @@ def _load_declared(net: nn.Module, state: Mapping[str, torch.Tensor], path: str,
             f"checkpoint '{path}' does not fit teacher {type_name} ({len(expected)} tensors): {summary}. "
             f"{looks_like(state, type_name)}"
         )
+    check_weights(expected, state, f"teacher checkpoint '{path}'")  # int8/bool or NaN weights load silently
     net.load_state_dict(dict(state), strict=strict)
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from kit.checkpoint import CheckpointError
 from kit.options import OptionsError, check_name, resolve_path
+from kit.schema import short
 from kit.teachers.errors import TeacherError
 from kit.teachers.loading import TeacherInfo, load_teacher_with_info
 
@@ -169,7 +170,7 @@ def _validate(entries: Any, single: bool = False) -> dict[str, dict[str, Any]]:
             except OptionsError as err:
                 raise TeacherError(str(err)) from err
         if not isinstance(entry, Mapping):
-            raise TeacherError(f"{label}: expected a mapping with {', '.join(ENTRY_KEYS)}, got {entry!r}")
+            raise TeacherError(f"{label}: expected a mapping with {', '.join(ENTRY_KEYS)}, got {short(entry)}")
         unknown = sorted(set(entry) - set(ENTRY_KEYS))
         if unknown:
             raise TeacherError(f"{label}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ENTRY_KEYS)}")

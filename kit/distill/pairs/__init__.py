@@ -3,6 +3,9 @@
 - :mod:`kit.distill.pairs.recorder` — :class:`FeatureRecorder` (forward hooks, ``"path#k"`` specs).
 - :mod:`kit.distill.pairs.connectors` — ``CONNECTOR_REGISTRY``, :func:`build_connector`, :class:`ConvConnector`.
 - :mod:`kit.distill.pairs.wiring` — :func:`parse_distill`, :class:`ConnectorBank`, :func:`dry_check`.
+- :mod:`kit.distill.pairs.auto` — ``train.distill.auto``: :func:`find_layout` (main blocks, last feature),
+  :func:`same_depth`, :func:`auto_entries`, :func:`pairs_yaml`.
+- :mod:`kit.distill.pairs.tokens` — :func:`as_map`: token sequences ``(N, L, C)`` read as maps ``(N, C, H, W)``.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from kit.distill.pairs.connectors import build_connector
+from kit.schema import short
 
 OUTPUT_KEY = "output"
 PAIR_KEYS = ("student", "teacher", "teacher_name", "source", "connector", "loss")
@@ -68,7 +69,7 @@ def parse_distill(distill: dict | None, teacher_names: list[str]) -> tuple[Outpu
         if entry is None:  # switched off, e.g. --force_yml train:distill:cwd=null (as a recipe set to null)
             continue
         if not isinstance(entry, dict):
-            raise DistillOptionsError(f"{where}: expected a mapping, got {entry!r}")
+            raise DistillOptionsError(f"{where}: expected a mapping, got {short(entry)}")
         if "loss" not in entry:
             raise DistillOptionsError(f"{where}: needs 'loss: {{type: ..., loss_weight: ...}}'")
         if name == OUTPUT_KEY:

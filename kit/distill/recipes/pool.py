@@ -65,6 +65,10 @@ def _images_in(folder: str | os.PathLike) -> list[Path]:
 def _dataset_files(folder: str | None, source: str, key: str) -> list[str]:
     """The training set's files of one source (``datasets.train.<key>``), for the pool's inputs."""
     if not folder:
+        logging.getLogger("basicsr").info(
+            f"Teacher pool: source '{source}' skipped: datasets:train has no {key} (e.g. HR-only data); "
+            "the other sources and folders still feed the pool"
+        )
         return []
     if not Path(folder).is_dir():
         raise FileNotFoundError(
@@ -192,7 +196,11 @@ class TeacherPool(Recipe):
             min_side: Inputs with a side below this (the LR crop size) are left out.
         """
         logger = logging.getLogger("basicsr")
-        inputs = [(n, x) for n, x in self.pool_inputs(gt_paths, lq_paths) if min(x.shape[-2:]) >= min_side]
+        every = self.pool_inputs(gt_paths, lq_paths)
+        inputs = [(n, x) for n, x in every if min(x.shape[-2:]) >= min_side]
+        if len(inputs) < len(every):
+            small = [n for n, x in every if min(x.shape[-2:]) < min_side]
+            logger.info(f"Teacher pool: {len(small)} input(s) under {min_side} px skipped, e.g. {small[0]}")
         if not inputs:
             raise OptionsKeyError(f"train:recipes:pool: no input is at least {min_side} px on each side")
         digest = hashlib.sha256(key.encode())

@@ -1,0 +1,15 @@
+"""Quantisation-aware fine-tuning for INT8: onnxruntime's scheme simulated with ``torch.ao.quantization``.
+
+- :mod:`kit.quant.scheme`: the qconfig (int8 per-channel symmetric weights, uint8 per-tensor activations), which
+  convolutions, ``prepare_qat_fx``.
+- :class:`QATStudent` (:mod:`kit.quant.student`): the registered ``network_g`` type that fine-tunes a trained
+  network under that quantiser, distilled from its fp32 self.
+- :mod:`kit.quant.qdq`: the QAT network's own QDQ ONNX model, and how closely onnxruntime runs it as simulated.
+"""
+
+from __future__ import annotations
+
+from kit.quant.scheme import QAT_FLOAT_PARTS, end_convolutions, ort_qconfig, prepare_qat, set_observing
+from kit.quant.student import QATStudent
+
+__all__ = ["QAT_FLOAT_PARTS", "QATStudent", "end_convolutions", "ort_qconfig", "prepare_qat", "set_observing"]

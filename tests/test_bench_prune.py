@@ -1,0 +1,86 @@
+"""``python -m bench prune`` (issue #24's controls): the four arms differ only in their start and their loss; the
+summary's means, spreads and gaps to the goal; the report's rows; a missing input refused in one line."""
+
+from __future__ import annotations
+
+import kit  # noqa: F401
+
+# isort: split
+import pytest
+
+from bench import prune as bench
+from kit.schema import check_options
+
+
+def _args(tmp_path, *extra: str):
+    flags = ["--data", str(tmp_path / "data"), "--steps", "8", "--batch", "4", "--lq-size", "16", *extra]
+    return bench.build_parser().parse_args(flags)
+
+
+def test_the_arms_share_data_steps_and_seed_and_differ_in_start_and_loss(tmp_path) -> None:
+    args, pruned = _args(tmp_path), {"checkpoint": str(tmp_path / "span28.safetensors")}
+    opts = {arm: bench.run_options(arm, 1, args, pruned) for arm in bench.ARMS}
+    first = opts["scratch"]
+    for arm, opt in opts.items():
+        check_options(opt, arm)  # every key one the kit knows
+        assert opt["datasets"] == first["datasets"] and opt["manual_seed"] == 1, arm
+        assert opt["train"]["total_iter"] == 8 and opt["network_g"] == first["network_g"], arm
+        assert opt["datasets"]["train"]["gt_size"] == 64 and opt["datasets"]["train"]["batch_size_per_gpu"] == 4
+        start, distil, _ = bench.ARMS[arm]
+        assert ("pretrain_network_g" in opt["path"]) == (start == "pruned"), arm
+        assert (opt["model_type"] == "DistillModel") == distil and ("distill" in opt["train"]) == distil, arm
+        assert ("teacher_cache" in opt["train"]) == distil and ("network_t" in opt) == distil, arm
+    assert opts["pruned_gt"]["train"]["optim_g"] == opts["pruned_kd"]["train"]["optim_g"]  # the fair control
+    assert opts["scratch"]["train"]["optim_g"] == opts["scratch_kd"]["train"]["optim_g"]
+    assert opts["pruned_kd"]["path"]["pretrain_network_g"] == pruned["checkpoint"]
+    assert first["datasets"]["train"]["dataroot_lq"].endswith("data/LR_bicubic/X4")
+
+
+def _run(arm: str, seed: int, set5: float, lr: float | None = None) -> dict:
+    tests = {
+        n: {"psnr_y": set5 - i, "ssim_y": 0.8, "psnr_rgb": set5 - i - 1.5, "ssim_rgb": 0.7}
+        for i, n in enumerate(bench.TEST_SETS)
+    }
+    return {
+        "arm": arm,
+        "seed": seed,
+        "steps": 8,
+        "lr": lr or (bench.LR[bench.ARMS[arm][0]] if arm in bench.ARMS else None),
+        "val_psnr": set5 - 2,
+        "wall_s": 10.0 + seed,
+        "curve": {"4": set5 - 3, "8": set5 - 2},
+        "tests": tests,
+    }
+
+
+def test_the_summary_averages_seeds_and_states_the_gap_to_the_goal() -> None:
+    runs = [_run("pruned_kd", 0, 31.0), _run("scratch", 0, 29.0), _run("pruned_kd", 1, 31.2)]
+    arms = bench.summarize([*runs, _run("pruned_kd", 0, 30.0, lr=5e-5)])
+    kd = arms["pruned_kd"]
+    assert kd["Set5_psnr_y"] == pytest.approx(31.1) and kd["Set5_psnr_y_spread"] == pytest.approx(0.1)
+    assert kd["Set5_vs_goal"] == pytest.approx(31.1 - 31.739)
+    assert kd["Set14_psnr_rgb"] == pytest.approx(31.1 - 1 - 1.5) and kd["wall_s"] == pytest.approx(10.5)
+    assert list(arms) == ["scratch", "pruned_kd", "pruned_kd (lr 5e-05)"]  # the arms' order; a learning rate apart
+    assert arms["scratch"]["Set5_psnr_y_spread"] == 0.0 and arms["pruned_kd (lr 5e-05)"]["Set5_psnr_y"] == 30.0
+
+
+def test_the_report_has_the_baseline_the_start_and_every_arm(tmp_path) -> None:
+    runs = [_run("pruned_kd", 0, 31.0), _run("pruned_kd", 1, 31.2), _run("scratch", 0, 29.0)]
+    ref = _run("x", 0, 31.739) | {"params": 150_688, "gmacs": 9.8338}
+    record = {
+        "setting": {"steps": 8, "batch": 4, "lq_size": 16, "seeds": [0, 1], "data": "photos"},
+        "references": {"ntire_baseline": ref, "pruned_start": _run("x", 0, 30.0)},
+        "pruned": {"params": 150_688, "gmacs": 9.8338},
+        "arms": bench.summarize(runs),
+        "total_min": 3.0,
+    }
+    text = bench.markdown(record, bench.ROOT / "docs" / "pruning.md")
+    assert "| **NTIRE 2026 baseline** (released weights) | 150,688 | 9.834 | 31.739 |" in text
+    assert "| `pruned_kd`:" in text and "31.100 ± 0.100" in text and "Set5 -0.639 dB" in text
+    assert "pruned start, before training" in text and "(../bench/results/prune_curves.png)" in text
+
+
+def test_a_missing_input_is_refused_in_one_line(tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"^python -m bench prune: '.*/t.safetensors' does not exist \(see") as err:
+        bench.main(["--teacher", str(tmp_path / "t.safetensors"), "--report"])
+    assert "\n" not in str(err.value)
