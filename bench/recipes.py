@@ -240,10 +240,14 @@ def plot(curves: dict[str, dict[int, list[float]]], path: Path, title: str) -> N
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for recipe, by_step in curves.items():
+    colours = plt.cm.tab20.colors  # 20 distinct colours; past 20 the line style changes, so no two lines look alike
+    for i, (recipe, by_step) in enumerate(curves.items()):
         steps = sorted(by_step)
         means = [statistics.mean(by_step[s]) for s in steps]
-        ax.plot(steps, means, marker="o", label=recipe, linestyle="--" if recipe == "scratch" else "-")
+        scratch = recipe == "scratch"
+        style = "--" if scratch else ("-" if i < len(colours) else ":")
+        colour = "k" if scratch else colours[i % len(colours)]
+        ax.plot(steps, means, marker="o", label=recipe, linestyle=style, color=colour)
     ax.set(xlabel="training step", ylabel="val PSNR-Y (dB), mean over seeds", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -256,3 +256,24 @@ def test_cli_entry_point_runs(student, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "x4, 3 images" in proc.stdout
     assert json.loads((tmp_path / "j.json").read_text())["scale"] == 4
+
+
+def test_progress_after_every_image_and_lines_with_an_eta_without_a_terminal(bundled_root, capsys, monkeypatch):
+    """kit-eval's progress: the callback sees every image; without a TTY, a line with an ETA on stderr."""
+    from kit.cli.eval import ProgressLines
+
+    pairs = folder_pairs(bundled_root / "val/LR_bicubic/X4", bundled_root / "val/HR", 4)
+    seen: list[tuple[int, int | None]] = []
+    evaluate(
+        {"bicubic": BicubicRunner(4)}, pairs, 4, settings=EvalSettings(progress=lambda d, t, s: seen.append((d, t)))
+    )
+    n = len(pairs)
+    assert seen == [(i, n) for i in range(1, n + 1)]
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    lines = ProgressLines(every=10.0)
+    lines(1, 4, 5.0)  # before the first interval: silent
+    lines(2, 4, 12.0)  # 6 s per image, 2 left: 12 s
+    lines(4, 4, 24.0)  # the end: the report follows, no progress line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["kit-eval: 2/4 images, ETA 0.2 min"]

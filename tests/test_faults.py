@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -515,3 +516,33 @@ def test_a_stale_lock_is_taken_over_with_a_warning(world: World, exp_name: str) 
     log = next((REPO / "experiments" / exp_name).glob("train_*.log")).read_text()
     assert "took over the lock" in log and "pid 999999999" in log
     assert not lock.exists()
+
+
+def test_sigterm_during_startup_is_one_line_and_releases_the_lock(world: World, exp_name: str) -> None:
+    """SIGTERM while the run starts (its lock taken, no step yet): exit 143, one line, no lock, no folder."""
+    opt = yaml.safe_load(world.base.read_text())
+    opt["name"] = exp_name
+    opt_file = write_options(world.tmp / "term.yml", opt)
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    lock = REPO / "experiments" / f".{exp_name}.lock"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), "-opt", str(opt_file)],
+        cwd=world.tmp,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not lock.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before its lock appeared"
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+    _one_line(result, ["SIGTERM", "start-up"], "train.py: stopped")
+    assert not lock.exists(), "the lock outlived the run"
+    assert not (REPO / "experiments" / exp_name).exists(), "a run stopped in start-up opened its folder"

@@ -134,7 +134,9 @@ def run(args: argparse.Namespace) -> EvalResult:
         from kit.metrics.lpips_metric import LPIPSMetric
 
         lpips = LPIPSMetric(args.lpips)
-    settings = EvalSettings(args.tile, args.tile_overlap, lpips, args.lpips, args.compare, reference_model)
+    settings = EvalSettings(
+        args.tile, args.tile_overlap, lpips, args.lpips, args.compare, reference_model, progress=ProgressLines()
+    )
     result = evaluate(models, pairs, scale, y_channel=args.y_channel, crop_border=args.crop_border, settings=settings)
     result.notes = described + notes + result.notes
     return result
@@ -253,3 +255,18 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class ProgressLines:
+    """Where no terminal shows tqdm's bar (a log file, CI), one line on stderr every ``every`` seconds, with an ETA."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int | None, elapsed: float) -> None:
+        if sys.stderr.isatty() or elapsed - self.last < self.every or (total is not None and done >= total):
+            return
+        self.last = elapsed
+        eta = f", ETA {elapsed / done * (total - done) / 60:.1f} min" if total else ""
+        print(f"kit-eval: {done}/{total or '?'} images{eta}", file=sys.stderr, flush=True)

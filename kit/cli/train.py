@@ -35,12 +35,20 @@ def main(argv: list[str] | None = None) -> int:
 
     kit.install()  # compat + registries (a no-op when the import already did it)
     from kit.run import run_training
-    from kit.run.interrupts import TrainingInterrupted
+    from kit.run.interrupts import Terminated, TrainingInterrupted, sigterm_raises
 
     try:
-        run_training(flags)
+        with sigterm_raises():
+            run_training(flags)
     except TrainingInterrupted as err:
         print(f"train.py: {err}", file=sys.stderr)
+        return err.exit_code
+    except Terminated as err:
+        print(
+            "train.py: stopped by SIGTERM outside the training steps (start-up or the final stage); nothing more "
+            "was saved than the states already written (--auto_resume continues from the newest)",
+            file=sys.stderr,
+        )
         return err.exit_code
     except KeyboardInterrupt:
         print("train.py: interrupted before training began; nothing was saved", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ class EvalSettings:
         compare_dir: Write ``<image>.png`` comparison pictures (LQ / models / GT crops with PSNR) here.
         reference_model: The label of a model whose output is a reference too (e.g. ``"teacher"``: the others are
             measured *to the teacher*, and the teacher to the GT where there is one).
+        progress: Called after each image with ``(done, total or None, seconds so far)`` (a progress line with an
+            ETA where no terminal shows the bar).
     """
 
     tile: int | None = None
@@ -42,6 +45,7 @@ class EvalSettings:
     lpips_name: str | None = None
     compare_dir: str | os.PathLike | None = None
     reference_model: str | None = None
+    progress: Callable[[int, int | None, float], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ def evaluate(
     from tqdm import tqdm
 
     total = len(pairs) if hasattr(pairs, "__len__") else None
-    for pair in tqdm(pairs, total=total, desc="evaluate", unit="image", disable=None, leave=False):
+    start = time.monotonic()
+    for done, pair in enumerate(tqdm(pairs, total=total, desc="evaluate", unit="image", disable=None, leave=False), 1):
         if pair.note:
             notes.append(f"{pair.name}: {pair.note}")
         first = len(rows)
@@ -100,6 +105,8 @@ def evaluate(
         rows += _measure_pair(pair, outputs, ref_q, measure)
         if s.compare_dir is not None:
             _compare(Path(s.compare_dir), pair, outputs, next(iter(ref_q)), rows[first:], measure)
+        if s.progress is not None:
+            s.progress(done, total, time.monotonic() - start)
     if not rows:
         raise ValueError("evaluate: no images to evaluate")
     return EvalResult(

@@ -7,8 +7,10 @@ and the temporary file it may leave is removed at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -21,6 +23,36 @@ class TrainingInterrupted(Exception):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training steps (start-up, the final stage): raised where it lands, as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`Terminated` instead of ending the process without a word.
+
+    ``finally`` blocks then run (the run's lock is released) and the command line says what happened. The
+    training loop's :class:`GracefulStop` takes the signal over for the steps and hands it back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 class GracefulStop:
