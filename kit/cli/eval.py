@@ -253,10 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 class ProgressLines:
     """Where no terminal shows tqdm's bar (a log file, CI), one line on stderr every ``every`` seconds, with an ETA."""
 
@@ -270,3 +266,7 @@ class ProgressLines:
         self.last = elapsed
         eta = f", ETA {elapsed / done * (total - done) / 60:.1f} min" if total else ""
         print(f"kit-eval: {done}/{total or '?'} images{eta}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
