@@ -361,3 +361,21 @@ def test_shipped_auto_pairs_on_the_official_span_ch48_are_the_four_written_by_ha
     got = {p.name: {"student": p.student, "teacher": p.teacher, "connector": p.connector, "loss": p.loss} for p in
            model.pairs}  # fmt: skip
     assert got == HAND_WRITTEN_SPAN
+
+
+def test_automatic_pairs_draw_no_random_numbers(bundled_root, tmp_path) -> None:
+    """The search runs beside the run's random streams: the pasted pairs build the same connectors, and the next
+    draw after building is the same (the automatic form trains like the hand-written one, number for number)."""
+    opt = _auto_options(bundled_root, tmp_path, "span")
+    torch.manual_seed(0)
+    auto_model = build(opt, tmp_path)
+    auto_next = torch.rand(4)
+    explicit = copy.deepcopy(opt)
+    explicit["train"]["distill"] = auto_model.resolve_auto_pairs(copy.deepcopy(opt["train"]["distill"]))  # the YAML
+    assert "auto" not in explicit["train"]["distill"] and len(auto_model.pairs) == 2
+    torch.manual_seed(0)
+    hand_model = build(explicit, tmp_path)
+    assert torch.equal(torch.rand(4), auto_next)
+    auto_state, hand_state = auto_model.connectors.state_dict(), hand_model.connectors.state_dict()
+    assert list(auto_state) == list(hand_state)
+    assert all(torch.equal(auto_state[k], hand_state[k]) for k in auto_state)

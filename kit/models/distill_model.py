@@ -115,7 +115,9 @@ class DistillModel(KitSRModel):
             return {k: v for k, v in distill.items() if k != AUTO_KEY} if distill else distill
         spec = parse_auto(distill[AUTO_KEY], list(self.teachers))
         teacher, several = self.teachers[spec.teacher_name], len(self.teachers) > 1
-        entries, s_layout, t_layout = automatic_pairs(spec, self.net_g, teacher, self._dry_input(), several)
+        # The search draws nothing from the run's random streams: the same pairs written by hand train identically.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            entries, s_layout, t_layout = automatic_pairs(spec, self.net_g, teacher, self._dry_input(), several)
         merged = merge_auto(distill, entries)
         kept = [name for name in entries if name in merged]
         get_root_logger().info(
