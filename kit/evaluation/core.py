@@ -91,22 +91,7 @@ def evaluate(
         raise ValueError("evaluate: no models to evaluate")
     s = settings or EvalSettings()
     measure = _Measure(scale, y_channel, scale if crop_border is None else int(crop_border), s.lpips)
-    rows: list[EvalRow] = []
-    notes: list[str] = []
-    from tqdm import tqdm
-
-    total = len(pairs) if hasattr(pairs, "__len__") else None
-    start = time.monotonic()
-    for done, pair in enumerate(tqdm(pairs, total=total, desc="evaluate", unit="image", disable=None, leave=False), 1):
-        if pair.note:
-            notes.append(f"{pair.name}: {pair.note}")
-        first = len(rows)
-        outputs, ref_q = _run_pair(models, pair, scale, s)
-        rows += _measure_pair(pair, outputs, ref_q, measure)
-        if s.compare_dir is not None:
-            _compare(Path(s.compare_dir), pair, outputs, next(iter(ref_q)), rows[first:], measure)
-        if s.progress is not None:
-            s.progress(done, total, time.monotonic() - start)
+    rows, notes = _measure_all(models, pairs, scale, s, measure)
     if not rows:
         raise ValueError("evaluate: no images to evaluate")
     return EvalResult(
@@ -121,6 +106,29 @@ def evaluate(
         lpips=s.lpips_name or (type(s.lpips).__name__ if s.lpips is not None else None),
         notes=notes,
     )
+
+
+def _measure_all(
+    models: Mapping[str, Model], pairs: Iterable[ImagePair], scale: int, s: EvalSettings, measure: _Measure
+) -> tuple[list[EvalRow], list[str]]:
+    """Every pair run and measured (a tqdm bar on a terminal, ``s.progress`` after each image); rows and notes."""
+    from tqdm import tqdm
+
+    rows: list[EvalRow] = []
+    notes: list[str] = []
+    total = len(pairs) if hasattr(pairs, "__len__") else None
+    start = time.monotonic()
+    for done, pair in enumerate(tqdm(pairs, total=total, desc="evaluate", unit="image", disable=None, leave=False), 1):
+        if pair.note:
+            notes.append(f"{pair.name}: {pair.note}")
+        first = len(rows)
+        outputs, ref_q = _run_pair(models, pair, scale, s)
+        rows += _measure_pair(pair, outputs, ref_q, measure)
+        if s.compare_dir is not None:
+            _compare(Path(s.compare_dir), pair, outputs, next(iter(ref_q)), rows[first:], measure)
+        if s.progress is not None:
+            s.progress(done, total, time.monotonic() - start)
+    return rows, notes
 
 
 def _run_pair(
