@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import re
 import sys
 from pathlib import Path
 
 import kit
+from kit.cli.argtypes import count, size
 
 __all__ = ["build_parser", "main"]
 
@@ -42,29 +42,6 @@ EXAMPLES = """examples:
 """
 
 
-def _count(text: str) -> int:
-    """``5000000``, ``5_000_000``, ``5e6`` or ``5M`` → 5000000."""
-    t = text.strip().lower().replace("_", "").replace(",", "")
-    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
-    value = float(t[:-1] if mult > 1 else t) * mult
-    if value < 0 or value != int(value):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole, non-negative number of parameters")
-    return int(value)
-
-
-MAX_INPUT_SIDE = 2048  # --input-size: the export traces, measures and runs the student at this LR size
-
-
-def _size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d{1,9})\s*[xX×]\s*(\d{1,9})\s*", text)
-    if not m or min(int(m.group(1)), int(m.group(2))) < 4 or max(int(m.group(1)), int(m.group(2))) > MAX_INPUT_SIDE:
-        raise argparse.ArgumentTypeError(
-            f"--input-size {text[:40]!r} must look like HxW with sides from 4 to {MAX_INPUT_SIDE}, e.g. 256x256 "
-            "(the LR input the student is traced and measured at)"
-        )
-    return int(m.group(1)), int(m.group(2))
-
-
 def build_parser() -> argparse.ArgumentParser:
     """``export.py``'s flags."""
     p = argparse.ArgumentParser(
@@ -78,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", metavar="RUN", help="a trained run by name or folder: its saved options and weights")
     p.add_argument("--checkpoint", help="student weights (default experiments/<name>/models/net_g_latest.pth)")
     p.add_argument("--name", help="submission name (default: the options' name)")
-    p.add_argument("--max-params", type=_count, default=DEFAULT_MAX_PARAMS, help="inclusive limit (default 5M)")
+    p.add_argument("--max-params", type=count, default=DEFAULT_MAX_PARAMS, help="inclusive limit (default 5M)")
     p.add_argument("--max-gmacs", type=float, help="inclusive GMACs limit at --input-size (default: none)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--fp16", action="store_true", help=f"float16 weights (parity tolerance {FP16_TOLERANCE:g})")
-    p.add_argument("--input-size", type=_size, default=(256, 256), help="reference LR input HxW (default 256x256)")
+    p.add_argument("--input-size", type=size, default=(256, 256), help="reference LR input HxW (default 256x256)")
     p.add_argument(
         "--out-dir", default=str(kit.REPO_ROOT / "submissions"), help="submissions folder (default <repo>/submissions)"
     )

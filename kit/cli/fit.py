@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import kit
+from kit.cli.argtypes import count, size
 
 if TYPE_CHECKING:
     from kit.archs.sizing import Candidate
@@ -36,26 +37,6 @@ EXAMPLES = """examples:
   kit-fit --family SPANStudent --max-params 2e5 --width-step 1           # every width: the NTIRE baseline's 28 too
   kit-fit --family RLFNStudent --max-params 1e6 --max-gmacs 60 --widths 28,32,40 --latency 0
 """
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not HxW, e.g. 256x256") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"'{text}': both sides must be positive")
-    return h, w
-
-
-def _count(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number, e.g. 5000000 or 5e6") from None
-    if value <= 0 or value != int(value):
-        raise argparse.ArgumentTypeError(f"'{text}' must be a positive whole number")
-    return int(value)
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -77,16 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--family", required=True, choices=FAMILY_NAMES, help="the student family (registered class)")
-    p.add_argument("--max-params", type=_count, default=5_000_000, help="inclusive cap on deployed params (5e6)")
+    p.add_argument("--max-params", type=count, default=5_000_000, help="inclusive cap on deployed params (5e6)")
     p.add_argument("--max-gmacs", type=float, help="inclusive cap on GMACs at --input-size (default: none)")
-    p.add_argument("--input-size", type=_size, default=(256, 256), help="reference LR input HxW (default 256x256)")
+    p.add_argument("--input-size", type=size, default=(256, 256), help="reference LR input HxW (default 256x256)")
     p.add_argument("--scale", type=int, help="upscaling factor (default: 4 for SR families, 1 for NAFStudent)")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--width-step", type=int, help="search the family's width range in this step (1: every width)")
     w.add_argument("--widths", type=_widths, help="search these widths only, e.g. 28,32,48")
     p.add_argument("--top", type=int, default=10, help="rows listed (default 10; 0: all that fit)")
     p.add_argument("--latency", type=int, default=3, help="time the N largest fitting configurations (default 3)")
-    p.add_argument("--latency-size", type=_size, default=(64, 64), help="input HxW of the timing (default 64x64)")
+    p.add_argument("--latency-size", type=size, default=(64, 64), help="input HxW of the timing (default 64x64)")
     p.add_argument("--runs", type=int, default=3, help="timed onnxruntime runs per configuration (median)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (default: its own choice)")
     return p

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import kit
+from kit.cli.argtypes import count, size
 
 if TYPE_CHECKING:
     import torch
@@ -43,24 +44,6 @@ EXAMPLES = """examples:
 """
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not HxW, e.g. 256x256") from None
-    return h, w
-
-
-def _count(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number, e.g. 150688 or 1.5e5") from None
-    if value <= 0 or value != int(value):
-        raise argparse.ArgumentTypeError(f"'{text}' must be a positive whole number")
-    return int(value)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """``kit-prune``'s flags."""
     p = argparse.ArgumentParser(
@@ -74,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", required=True, choices=FAMILY_NAMES, help="the registered student family")
     p.add_argument("--width", type=int, help="channels per group (num_feat) of the student")
     p.add_argument("--blocks", type=int, help="blocks to keep (default: all the teacher's)")
-    p.add_argument("--max-params", type=_count, help="inclusive cap on deployed parameters")
+    p.add_argument("--max-params", type=count, help="inclusive cap on deployed parameters")
     p.add_argument("--max-gmacs", type=float, help="inclusive cap on fvcore GMACs at --input-size")
-    p.add_argument("--input-size", type=_size, default=(256, 256), help="LR input HxW of the GMACs (256x256)")
+    p.add_argument("--input-size", type=size, default=(256, 256), help="LR input HxW of the GMACs (256x256)")
     p.add_argument("--data", help="photos for calibration (default: the bundled train photos, built if missing)")
     p.add_argument("--crops", type=int, default=48, help="calibration crops (default 48)")
     p.add_argument("--crop-size", type=int, default=48, help="LR side of a calibration crop (default 48)")
