@@ -37,7 +37,7 @@ import torch
 import yaml
 from torch import nn
 
-from kit.distill.pairs.recorder import _bare, describe_value
+from kit.distill.pairs.recorder import _bare, describe_value, forward_with_hooks
 from kit.distill.pairs.tokens import map_shape
 from kit.distill.pairs.wiring import DistillOptionsError
 
@@ -114,13 +114,7 @@ def trace(model: nn.Module, x: torch.Tensor) -> tuple[list[Call], Any]:
 
         return record
 
-    handles = [m.register_forward_hook(hook(p)) for p, m in model.named_modules() if p]
-    try:
-        with torch.no_grad():
-            out = model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    out = forward_with_hooks(model, x, [(m, hook(p)) for p, m in model.named_modules() if p])
     for call in calls:
         call.calls = counts[call.path]
         if call.calls == 1:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -95,17 +95,19 @@ def record_shapes(model: nn.Module, x: Tensor) -> tuple[dict[str, list[Shape]], 
     model = _bare(model)
     calls: dict[str, list[Shape]] = {name: [] for name in module_paths(model)}
     modules = dict(model.named_modules())
-    handles = [
-        modules[name].register_forward_hook(lambda _m, _a, out, sink=sink: sink.append(describe_value(out)))
-        for name, sink in calls.items()
-    ]
+    hooks = [(modules[n], lambda _m, _a, out, sink=sink: sink.append(describe_value(out))) for n, sink in calls.items()]
+    return calls, describe_value(forward_with_hooks(model, x, hooks))
+
+
+def forward_with_hooks(model: nn.Module, x: Tensor, hooks: Iterable[tuple[nn.Module, Callable]]) -> Any:
+    """One forward of ``x`` without gradients, with each ``(module, forward hook)`` attached; removed afterwards."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
     try:
         with torch.no_grad():
-            out = model(x)
+            return model(x)
     finally:
         for h in handles:
             h.remove()
-    return calls, describe_value(out)
 
 
 class FeatureRecorder:
