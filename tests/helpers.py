@@ -196,25 +196,29 @@ def run_torchrun(opt_file: Path, cwd: Path, nproc: int = 2) -> str:
     return log
 
 
+def start_train(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``train.py`` started in the background (one thread, no GPU); stderr kept for the test."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, str(REPO / "train.py"), *args]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Until ``marker`` exists while ``proc`` still runs; an AssertionError (with its stderr) otherwise."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"train.py ended before {marker} appeared: {proc.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{marker} did not appear within {timeout} s")
+        time.sleep(0.005)
+
+
 def kill_when(args: list[str], cwd: Path, marker: Path, timeout: float = 240) -> None:
     """Start train.py and SIGKILL it as soon as ``marker`` exists (a run killed part-way)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    start = time.time()
+    proc = start_train(args, cwd)
     try:
-        while not marker.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"train.py ended before {marker} appeared: {proc.stderr.read()[-3000:]}")
-            if time.time() - start > timeout:
-                raise AssertionError(f"{marker} did not appear within {timeout} s")
-            time.sleep(0.05)
+        wait_for(marker, proc, timeout)
     finally:
         proc.kill()
         proc.wait()

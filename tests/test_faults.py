@@ -19,7 +19,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 import uuid
 import zipfile
 import zlib
@@ -31,7 +30,7 @@ import torch
 import yaml
 from PIL import Image
 
-from tests.helpers import REPO, distill_options, tiny_teacher_checkpoint, write_options
+from tests.helpers import REPO, distill_options, start_train, tiny_teacher_checkpoint, wait_for, write_options
 from tests.warm_runner import WarmRunner
 
 
@@ -473,21 +472,10 @@ def test_two_runs_of_one_name_the_second_is_refused_and_the_first_intact(world: 
         **{"train:total_iter": 60, "val:val_freq": 1000, "logger:save_checkpoint_freq": 30, "logger:print_freq": 1},
     )
     opt_file = write_options(world.tmp / "long.yml", opt)
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    first = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), "-opt", str(opt_file)],
-        cwd=world.tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_train(["-opt", str(opt_file)], world.tmp)
     exp, lock = REPO / "experiments" / exp_name, REPO / "experiments" / f".{exp_name}.lock"
     try:
-        deadline = time.monotonic() + 240
-        while not (exp / "history.jsonl").is_file() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)  # until the first trains: its folder and history exist
-        assert first.poll() is None, "the first run ended before it trained"
+        wait_for(exp / "history.jsonl", first)  # until the first trains: its folder and history exist
         assert lock.read_text().strip() == str(first.pid)
         second = world.runner.run("train.py", ["-opt", str(opt_file)])
         running = first.poll() is None
@@ -523,21 +511,10 @@ def test_sigterm_during_startup_is_one_line_and_releases_the_lock(world: World, 
     opt = yaml.safe_load(world.base.read_text())
     opt["name"] = exp_name
     opt_file = write_options(world.tmp / "term.yml", opt)
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     lock = REPO / "experiments" / f".{exp_name}.lock"
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), "-opt", str(opt_file)],
-        cwd=world.tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_train(["-opt", str(opt_file)], world.tmp)
     try:
-        deadline = time.monotonic() + 240
-        while not lock.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert proc.poll() is None, "the run ended before its lock appeared"
+        wait_for(lock, proc)
         proc.send_signal(signal.SIGTERM)
     finally:
         _, err = proc.communicate(timeout=240)
