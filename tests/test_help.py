@@ -78,6 +78,7 @@ def test_the_light_parsers_name_what_the_kit_has() -> None:
     from kit.export.submission import DEFAULT_MAX_PARAMS, DEFAULT_OUT_DIR
     from kit.prune.families import FAMILIES as PRUNE_FAMILIES
     from kit.prune.importance import CRITERIA
+    from kit.prune.procedure import FORMS
 
     assert tuple(sorted(FAMILIES)) == fit_cli.FAMILY_NAMES
     assert export_cli.CALIBRATION_METHODS == CALIBRATION_METHODS and export_cli.FLOAT_PARTS == FLOAT_PARTS
@@ -85,3 +86,4 @@ def test_the_light_parsers_name_what_the_kit_has() -> None:
     assert export_cli.build_parser().get_default("out_dir") == str(DEFAULT_OUT_DIR)
     assert data_cli.DEFAULT_ROOT == DEFAULT_ROOT
     assert tuple(sorted(PRUNE_FAMILIES)) == prune_cli.FAMILY_NAMES and tuple(CRITERIA) == prune_cli.CRITERIA
+    assert FORMS == prune_cli.FORMS

@@ -148,6 +148,26 @@ def test_cli_writes_a_checkpoint_train_py_starts_from(tmp_path, capsys) -> None:
     model.optimize_parameters(1)
 
 
+def test_cli_deployed_form_loads_into_deploy_true_and_computes_the_pruned_network(tmp_path, capsys) -> None:
+    teacher = tmp_path / "span.safetensors"
+    save_atomic(_span().state_dict(), teacher)
+    out = tmp_path / "deployed.safetensors"
+    assert _cli(tmp_path, teacher, "--width", "8", "--form", "deployed", "--out", str(out)) == 0
+    assert "deploy: true" in capsys.readouterr().out
+    deployed = SPANStudent(num_feat=8, num_block=2, deploy=True)
+    deployed.load_state_dict(load_checkpoint(out), strict=True)
+    trainable_out = tmp_path / "trainable.safetensors"
+    assert _cli(tmp_path, teacher, "--width", "8", "--out", str(trainable_out)) == 0
+    trainable = SPANStudent(num_feat=8, num_block=2)
+    trainable.load_state_dict(load_checkpoint(trainable_out), strict=True)
+    x = _crops(2)
+    with torch.no_grad():  # the same pruned function in both forms
+        torch.testing.assert_close(deployed.eval()(x), trainable.eval()(x), rtol=1e-4, atol=1e-5)
+    deployed.train()(x).mean().backward()  # the deployed form trains: its plain convolutions get gradients
+    kernel = deployed.block_1.c1_r.eval_conv.weight
+    assert deployed.conv_cat.weight.grad is not None and float(kernel.grad.abs().sum()) > 0
+
+
 def test_cli_refuses_an_impossible_target_in_one_line(tmp_path, capsys) -> None:
     teacher = tmp_path / "span.safetensors"
     save_atomic(_span().state_dict(), teacher)

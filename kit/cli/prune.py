@@ -37,6 +37,7 @@ __all__ = ["build_parser", "main", "psnr_y"]
 # kit.prune's families and criteria (tests/test_help.py checks them): the parser imports no torch.
 FAMILY_NAMES = ("RLFNStudent", "SPANStudent")
 CRITERIA = ("energy", "l1")
+FORMS = ("trainable", "deployed")
 EXAMPLES = """examples:
   kit-prune --teacher spanx4_ch48.safetensors --family SPANStudent --width 28 --out pruned.safetensors
   kit-prune --teacher t.pth --family RLFNStudent --max-params 2e5 --img-residual bicubic --out s.pth \\
@@ -68,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ridge", type=float, default=0.1, help="refit ridge toward the teacher, relative (0.1)")
     p.add_argument("--img-residual", help="RLFNStudent only: the teacher's img_residual (not in its weights)")
     p.add_argument("--seed", type=int, default=0, help="seed of the crops and of the trainable form")
+    p.add_argument(
+        "--form",
+        choices=FORMS,
+        default="trainable",
+        help="the student written: trainable (re-parameterisable branches, default) or deployed (plain convs, "
+        "'deploy: true'; the same function, 4-5x faster to train on a CPU)",
+    )
     p.add_argument("--out", required=True, help="the student checkpoint to write (.safetensors or .pth)")
     p.add_argument("--eval-lq", help="LR folder: print PSNR-Y before training (with --eval-gt)")
     p.add_argument("--eval-gt", help="HR folder paired with --eval-lq")
@@ -114,8 +122,12 @@ def _report(result: PruneResult, args: argparse.Namespace) -> None:
             f"refit: {len(refit)} of {len(result.refit)} convs; last conv's error to the teacher "
             f"{last.error_before:.4f} -> {last.error_after:.4f} (relative squared)"
         )
-    print(f"trainable form: loads strictly; max |network_g - pruned| = {result.max_difference:.2e}")
-    print("network_g:\n" + yaml.safe_dump({"type": result.family, **result.arguments}, sort_keys=False, indent=2))
+    entry, _ = result.network_g(args.form)
+    if args.form == "trainable":
+        print(f"trainable form: loads strictly; max |network_g - pruned| = {result.max_difference:.2e}")
+    else:
+        print("deployed form: the pruned network's own weights; loads strictly")
+    print("network_g:\n" + yaml.safe_dump(entry, sort_keys=False, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _report(result, args)
     out = Path(args.out)
-    save_atomic(result.state if out.suffix == ".safetensors" else {"params": result.state}, out)
+    _, state = result.network_g(args.form)
+    save_atomic(state if out.suffix == ".safetensors" else {"params": state}, out)
     print(f"wrote {out} (path.pretrain_network_g)")
     if args.eval_lq:
         value = psnr_y(result.deployed, args.eval_lq, args.eval_gt, scale)

@@ -34,6 +34,7 @@ class PruneFamily:
 
     name = ""
     width_argument = "num_feat"
+    deploy_argument = False  # True: the deployed form is its own network_g entry (``deploy: true``)
 
     def teacher_arguments(self, state: Mapping[str, Tensor], options: Mapping[str, Any]) -> dict[str, Any]:
         """The constructor arguments the teacher's weights were built with (``options``: what weights cannot say)."""
@@ -72,6 +73,7 @@ class SpanFamily(PruneFamily):
     """``SPANStudent``: every channel group is ``num_feat`` wide; the upsampler's output stays whole."""
 
     name = "SPANStudent"
+    deploy_argument = True
 
     def teacher_arguments(self, state: Mapping[str, Tensor], options: Mapping[str, Any]) -> dict[str, Any]:
         return span_arguments(state)

@@ -30,11 +30,17 @@ QDQ_TOOL = "torch.ao.quantization (FX, prepare_qat_fx) fake quantisation exporte
 
 
 def frozen_copy(qat: nn.Module) -> nn.Module:
-    """An eval-mode copy of a QAT network (its ``quantised`` graph when it has one) with every observer off."""
+    """An eval-mode copy of a QAT network (its ``quantised`` graph when it has one) with every observer off.
+
+    Learned ranges become standard ``FakeQuantize`` modules with the same scale and zero point
+    (:func:`kit.quant.ranges.fixed_quantisers`): ``torch.onnx`` cannot export the learnable kernel.
+    """
+    from kit.quant.ranges import fixed_quantisers
     from kit.quant.scheme import set_observing
 
     net = copy.deepcopy(getattr(qat, "quantised", qat)).eval()
     set_observing(net, False)
+    fixed_quantisers(net)
     return net
 
 
@@ -47,6 +53,7 @@ def export_qdq(qat: nn.Module, path: str | os.PathLike, input_shape: Sequence[in
     import onnx
 
     from kit.export.onnx_export import ExportError, export_onnx
+    from kit.quant.split import split_convolutions
 
     if not bool(getattr(qat, "observed", True)):
         raise ExportError(f"{type(qat).__name__} has never run a training step: its quantisation ranges are unset")
@@ -64,15 +71,22 @@ def export_qdq(qat: nn.Module, path: str | os.PathLike, input_shape: Sequence[in
         "format": "QDQ",
         "weights": "int8, per-channel symmetric",
         "activations": "uint8, per-tensor (quantisation-aware trained ranges)",
-        "calibration_method": "QAT observers (moving-average min/max, trained with the network)",
+        "calibration_method": _ranges_text(getattr(qat, "ranges", "minmax")),
         "calibration": "the fine-tuning's training crops",
         "kept_float": list(getattr(qat, "keep_float", ())),
+        "split_concat": split_convolutions(getattr(qat, "quantised", qat)),
         "quantize_linear_nodes": kinds.count("QuantizeLinear"),
         "weights_folded_to_int8": folded,
         "float_nodes": floats,
         "float_convolutions": floats,
         "rewrites": rewrites,
     }
+
+
+def _ranges_text(ranges: str) -> str:
+    if ranges == "learned":
+        return "QAT learned ranges (LSQ: min/max of the first batch, then trained by gradient with the network)"
+    return "QAT observers (moving-average min/max, trained with the network)"
 
 
 def _constants(model) -> dict[str, Any]:

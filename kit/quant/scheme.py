@@ -9,12 +9,15 @@ fake-quant ops:
 * weights: :class:`~torch.ao.quantization.FakeQuantize` over a per-channel min/max observer of the current
   weights, ``qint8`` ``per_channel_symmetric`` (axis 0, the output channels);
 * activations: a moving-average min/max observer, ``quint8`` ``per_tensor_affine`` (0 always in range, as
-  onnxruntime's MinMax calibration);
+  onnxruntime's MinMax calibration), or with ``ranges="learned"`` a scale and zero point trained by gradient
+  (:mod:`kit.quant.ranges`);
 * what is quantised: every ``nn.Conv2d`` (its input, weight and output) except those kept float; everything
   between convolutions (SiLU, the attention's sigmoid/multiply, adds, the bicubic residual, PixelShuffle) runs in
   float on dequantised values. So ``--int8-keep-float image`` holds by construction, ``first``/``last`` keep
   the convolutions reading the input / writing the output in float (:func:`end_convolutions`), and a
-  convolution's module path keeps that one in float.
+  convolution's module path keeps that one in float;
+* before preparing, a convolution reading a channel concatenation is split into one convolution per part
+  (:mod:`kit.quant.split`), so each part has its own input scale.
 
 Jacob et al., "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference",
 CVPR 2018 (fake quantisation with straight-through gradients).
@@ -34,8 +37,13 @@ __all__ = ["QAT_FLOAT_PARTS", "end_convolutions", "ort_qconfig", "prepare_qat", 
 QAT_FLOAT_PARTS = ("image", "first", "last")
 
 
-def ort_qconfig():
-    """The :class:`~torch.ao.quantization.QConfig` of onnxruntime's scheme (int8 per-channel weights, uint8 acts)."""
+def ort_qconfig(ranges: str = "minmax"):
+    """The :class:`~torch.ao.quantization.QConfig` of onnxruntime's scheme (int8 per-channel weights, uint8 acts).
+
+    Args:
+        ranges: ``minmax``: activation ranges follow a moving-average min/max; ``learned``: trained by gradient
+            (:mod:`kit.quant.ranges`, LSQ).
+    """
     from torch.ao.quantization import (
         FakeQuantize,
         MovingAverageMinMaxObserver,
@@ -61,6 +69,10 @@ def ort_qconfig():
         ch_axis=0,
         reduce_range=False,
     )
+    if ranges == "learned":
+        from kit.quant.ranges import learned_activation
+
+        activation = learned_activation()
     return QConfig(activation=activation, weight=weight)
 
 
@@ -93,24 +105,11 @@ def end_convolutions(net: nn.Module) -> dict[str, list[str]]:
     return {"first": sorted(set(first)), "last": sorted(set(last))}
 
 
-def prepare_qat(net: nn.Module, keep_float: Sequence[str], in_channels: int = 3) -> fx.GraphModule:
-    """The deployed (fused) ``net`` traced and prepared for QAT with :func:`ort_qconfig` on its convolutions.
+def _check_options(net: nn.Module, keep_float: Sequence[str], ranges: str) -> None:
+    from kit.quant.ranges import RANGES
 
-    Args:
-        net: A deployed network (plain ``nn.Conv2d`` layers; ``deploy_network`` output); deep-copied first.
-        keep_float: Parts kept float, of ``image``, ``first``, ``last``, or module paths of convolutions of the
-            deployed network (SPAN's ``conv_cat`` reads a concatenation of tensors of very different ranges).
-        in_channels: Input channels of the example input used for tracing.
-
-    Returns:
-        The ``torch.fx.GraphModule`` in train mode, observers and fake quantisation on.
-
-    Raises:
-        ValueError: an unknown part in ``keep_float``, or ``net`` has no convolution to quantise.
-    """
-    from torch.ao.quantization import QConfigMapping
-    from torch.ao.quantization.quantize_fx import prepare_qat_fx
-
+    if ranges not in RANGES:
+        raise ValueError(f"QAT ranges {ranges!r} unknown; use one of {', '.join(RANGES)}")
     convs = {name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)}
     unknown = [p for p in keep_float if p not in QAT_FLOAT_PARTS and p not in convs]
     if unknown:
@@ -118,17 +117,54 @@ def prepare_qat(net: nn.Module, keep_float: Sequence[str], in_channels: int = 3)
             f"QAT keep_float part(s) {unknown} unknown; use some of {', '.join(QAT_FLOAT_PARTS)} or convolution "
             f"paths of the deployed network, e.g. {', '.join(sorted(convs)[:3])}"
         )
+
+
+def prepare_qat(
+    net: nn.Module,
+    keep_float: Sequence[str],
+    in_channels: int = 3,
+    split_concat: bool = True,
+    ranges: str = "minmax",
+) -> fx.GraphModule:
+    """The deployed (fused) ``net`` traced and prepared for QAT with :func:`ort_qconfig` on its convolutions.
+
+    Args:
+        net: A deployed network (plain ``nn.Conv2d`` layers; ``deploy_network`` output); deep-copied first.
+        keep_float: Parts kept float, of ``image``, ``first``, ``last``, or module paths of convolutions of the
+            deployed network (SPAN's ``conv_cat`` reads a concatenation of tensors of very different ranges).
+        in_channels: Input channels of the example input used for tracing.
+        split_concat: Split each quantised convolution reading a channel concatenation into one convolution per
+            part, summed (:mod:`kit.quant.split`): each part gets its own input quantiser.
+        ranges: Activation ranges, ``minmax`` or ``learned`` (:func:`ort_qconfig`).
+
+    Returns:
+        The ``torch.fx.GraphModule`` in train mode, observers and fake quantisation on.
+
+    Raises:
+        ValueError: an unknown part in ``keep_float`` or ``ranges``, or ``net`` has no convolution to quantise.
+    """
+    from torch.ao.quantization import QConfigMapping
+    from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
+    from torch.ao.quantization.quantize_fx import prepare_qat_fx
+
+    from kit.quant.split import ConvSum, split_concat_convolutions
+
+    _check_options(net, keep_float, ranges)
     net = copy.deepcopy(net).train()  # prepare_qat_fx swaps modules of the network it is given
     ends = end_convolutions(net)
-    mapping = QConfigMapping().set_object_type(nn.Conv2d, ort_qconfig())
+    mapping = QConfigMapping().set_object_type(nn.Conv2d, ort_qconfig(ranges))
     kept = [name for part in keep_float if part != "image" for name in ends.get(part, [part])]
     for name in kept:
         mapping.set_module_name(name, None)
     if len([m for m in net.modules() if isinstance(m, nn.Conv2d)]) <= len(set(kept)):
         raise ValueError(f"QAT: {type(net).__name__} has no convolution left to quantise (kept float: {kept})")
+    example = torch.rand(1, in_channels, 16, 16)
+    if split_concat:
+        net = split_concat_convolutions(net, example, set(kept)) or net
+    custom = PrepareCustomConfig().set_non_traceable_module_classes([ConvSum])  # a leaf: hooks on its path fire
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice (FX mode is what it names)
-        prepared = prepare_qat_fx(net, mapping, example_inputs=(torch.rand(1, in_channels, 16, 16),))
+        prepared = prepare_qat_fx(net, mapping, example_inputs=(example,), prepare_custom_config=custom)
     with torch.no_grad():  # weight ranges come from the weights: set now, so every state dict has their shapes
         for module in prepared.modules():
             if hasattr(module, "weight_fake_quant"):
