@@ -84,6 +84,44 @@ def prune_start(teacher: Path, data: Path) -> dict:
     return record
 
 
+def deployed_start(pruned: dict) -> str:
+    """The pruned start in its deployed form (``kit-prune --form deployed``), derived once from the trainable one."""
+    trainable = Path(pruned["checkpoint"])
+    path = trainable.with_name(f"{trainable.stem}_deployed.safetensors")
+    if not path.is_file():
+        from kit.archs import SPANStudent
+        from kit.checkpoint import load_checkpoint, save_atomic
+
+        net = SPANStudent(num_feat=WIDTH)
+        net.load_state_dict(load_checkpoint(pruned["checkpoint"]), strict=True)
+        save_atomic({k: v.detach().clone() for k, v in net.fuse().state_dict().items()}, path)
+    return str(path)
+
+
+def step_seconds(batch: int, lq: int, runs: int = 5) -> dict:
+    """One training step (forward, L1, backward, Adam) of the student in each form: median seconds, side by side."""
+    import torch
+
+    from bench.harness import median_time
+    from kit.archs import SPANStudent
+
+    out = {}
+    for form in ("trainable", "deployed"):
+        torch.manual_seed(0)
+        net = SPANStudent(num_feat=WIDTH, deploy=form == "deployed").train()
+        optimizer = torch.optim.Adam(net.parameters(), 1e-4)
+        x, y = torch.rand(batch, 3, lq, lq), torch.rand(batch, 3, SCALE * lq, SCALE * lq)
+
+        def step(net=net, optimizer=optimizer, x=x, y=y) -> None:
+            optimizer.zero_grad()
+            (net(x) - y).abs().mean().backward()
+            optimizer.step()
+
+        out[form] = median_time(step, runs, warmup=2)
+    out["ratio"] = out["trainable"] / out["deployed"]
+    return out
+
+
 # ------------------------------------------------------------------ evaluation
 def test_scores(runner, benchmarks: Path) -> dict:
     """``{set: {psnr_y, ssim_y, psnr_rgb, ssim_rgb}}`` on Set5/Set14/BSD68 (x4 LR given, border 4)."""
@@ -160,12 +198,19 @@ def references(args: argparse.Namespace, pruned: dict) -> dict:
 def arm_lr(arm: str, args: argparse.Namespace) -> float:
     """The arm's Adam learning rate: its start's (:data:`LR`), or ``--pruned-lr`` for a pruned start."""
     start = ARMS[arm][0]
-    return args.pruned_lr if start == "pruned" and args.pruned_lr is not None else LR[start]
+    given = args.pruned_lr if start == "pruned" else getattr(args, "scratch_lr", None)
+    return LR[start] if given is None else given
 
 
-def run_name(arm: str, steps: int, seed: int, lr: float | None = None) -> str:
+def run_name(arm: str, steps: int, seed: int, lr: float | None = None, form: str = "trainable", lq: int = 32) -> str:
+    """The run's name: arm, steps, and what differs from the first grid (lr, form, crop size), then the seed."""
     tag = "" if lr is None or lr == LR[ARMS[arm][0]] else f"_lr{lr:g}"
+    tag += ("" if form == "trainable" else f"_{form}") + ("" if lq == 32 else f"_lq{lq}")
     return f"prune_{arm}_{steps}{tag}_s{seed}"
+
+
+def _name(arm: str, seed: int, args: argparse.Namespace) -> str:
+    return run_name(arm, args.steps, seed, arm_lr(arm, args), args.form, args.lq_size)
 
 
 def label(run: dict) -> str:
@@ -179,7 +224,7 @@ def run_options(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> 
 
     start, distil, _ = ARMS[arm]
     opt = load_options(ROOT / "options" / "distill_pruned_span.yml")
-    opt["name"], opt["manual_seed"] = run_name(arm, args.steps, seed, arm_lr(arm, args)), seed
+    opt["name"], opt["manual_seed"] = _name(arm, seed, args), seed
     train = opt["datasets"]["train"]
     train.update(dataroot_gt=str(args.data / "HR"), dataroot_lq=str(args.data / "LR_bicubic" / "X4"))
     train.update(name=args.data.name, filename_tmpl="{}x4", gt_size=SCALE * args.lq_size, batch_size_per_gpu=args.batch)
@@ -189,9 +234,13 @@ def run_options(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> 
     opt["train"].update(total_iter=args.steps, warmup_iter=max(args.steps // 10, 1))  # Adam's first steps, gently
     opt["train"]["optim_g"]["lr"] = arm_lr(arm, args)
     opt["train"]["scheduler"]["periods"] = [args.steps]
-    opt["val"].update(val_freq=max(args.steps // 4, 1), compare_every=0)
+    opt["val"].update(val_freq=max(args.steps // (4 if args.steps <= 600 else 10), 1), compare_every=0)
     opt["logger"].update(print_freq=max(args.steps // 10, 1), save_checkpoint_freq=max(args.steps // 4, 1))
-    opt["path"] = {"pretrain_network_g": pruned["checkpoint"]} if start == "pruned" else {}
+    checkpoint = pruned["checkpoint"]
+    if args.form == "deployed":  # plain 3x3 convs instead of SPAN's expanded branches: the same network, trained
+        opt["network_g"]["deploy"] = True
+        checkpoint = deployed_start(pruned)
+    opt["path"] = {"pretrain_network_g": checkpoint} if start == "pruned" else {}
     if distil:
         opt["path"]["pretrain_network_t"] = str(args.teacher)
         opt["train"]["teacher_cache"] = {"root": str(OUT / "teacher_cache")}
@@ -212,7 +261,7 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
     from kit.run.plots import read_history
     from kit.runners import TorchRunner, load_student
 
-    name = run_name(arm, args.steps, seed, arm_lr(arm, args))
+    name = _name(arm, seed, args)
     result_path = OUT / "runs" / f"{name}.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
@@ -232,6 +281,8 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
         "seed": seed,
         "steps": args.steps,
         "lr": opt["train"]["optim_g"]["lr"],
+        "form": args.form,
+        "lq_size": args.lq_size,
         "val_psnr": summary["metrics"]["psnr"],
         "wall_s": round(wall, 1),
         "curve": curve,
@@ -356,20 +407,29 @@ def markdown(record: dict, page: Path | None = None) -> str:
     best = max(arms, key=lambda a: arms[a]["Set5_psnr_y"]) if arms else None
     text = [
         f"{s['steps']} steps, batch {s['batch']}, LR crops {s['lq_size']} px, seeds {s['seeds']}, training data "
-        f"`{s['data']}`; Adam, cosine, lr {LR['scratch']:g} (random start) / {LR['pruned']:g} (pruned start) unless "
+        f"`{s['data']}`; SPAN trained in its {s.get('form', 'trainable')} form; Adam, cosine, "
+        f"lr {LR['scratch']:g} (random start) / {LR['pruned']:g} (pruned start) unless "
         "stated, linear warm-up over the first tenth; EMA "
         "weights at the end. PSNR (dB) on Y and on RGB, border 4, mean ± half the range over seeds; val = the bundled "
-        f"validation photos (Y). Total {record['total_min']:.0f} min on 2 CPU cores shared with other jobs.",
+        f"validation photos (Y). Total {record['total_min']:.0f} min of training and evaluation on 2 CPU cores.",
         "",
         "\n".join(lines),
     ]
+    steps = record.get("step_seconds")
+    if steps:
+        text += [
+            "",
+            f"One training step of the student (batch {s['batch']}, {s['lq_size']}-px LR crops, forward + L1 + "
+            f"backward + Adam; median of 5, measured in this command): trainable form {steps['trainable']:.3f} s, "
+            f"deployed form {steps['deployed']:.3f} s ({steps['ratio']:.1f}×).",
+        ]
     if best:
         gaps = ", ".join(f"{n} {arms[best][f'{n}_vs_goal']:+.3f} dB" for n in TEST_SETS)
         text += ["", f"Best arm `{best}` against the goal (the baseline's PSNR-Y, mean over seeds): {gaps}."]
     gates = record.get("export")
     if gates:
         text += ["", _gates(gates)]
-    picture = RESULTS / "prune_curves.png"
+    picture = RESULTS / f"{record.get('result', 'prune')}_curves.png"
     rel = os.path.relpath(picture, page.parent) if page is not None else picture.name
     text += ["", f"![validation PSNR-Y against the step, every arm]({Path(rel).as_posix()})"]
     return "\n".join(text) + "\n"
@@ -412,11 +472,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16, help="batch (at most 16)")
     p.add_argument("--lq-size", type=int, default=32, help="LR crop side (at most 48)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    p.add_argument(
+        "--form",
+        choices=("trainable", "deployed"),
+        default="trainable",
+        help="train SPAN in its trainable form (expanded branches) or deployed (plain convs, 4-5x faster on a CPU)",
+    )
     p.add_argument("--arms", nargs="*", choices=list(ARMS), help="a subset of the arms (default all)")
     p.add_argument(
         "--pruned-lr", type=float, help=f"Adam lr of the pruned arms (default {LR['pruned']:g}; runs kept apart)"
     )
+    p.add_argument(
+        "--scratch-lr",
+        type=float,
+        help=f"Adam lr of the random-start arms (default {LR['scratch']:g}; runs kept apart)",
+    )
     p.add_argument("--report", action="store_true", help="only the report, from the stored runs")
+    p.add_argument(
+        "--result",
+        default="prune",
+        help="the result's name: bench/results/NAME.json and NAME_curves.png (default prune; a page's block "
+        "<!-- results:NAME --> shows it)",
+    )
     p.add_argument("--export", action="store_true", help="export.py's gates on pruned_kd (first seed)")
     return p
 
@@ -425,7 +502,7 @@ def train_grid(args: argparse.Namespace, pruned: dict) -> None:
     """Every arm and seed asked for, one after the other (a stored run is read, not trained again)."""
     grid = [(arm, seed) for arm in (args.arms or list(ARMS)) for seed in args.seeds]
     for i, (arm, seed) in enumerate(grid, 1):
-        print(f"[{i}/{len(grid)}] {run_name(arm, args.steps, seed, arm_lr(arm, args))} ...", flush=True)
+        print(f"[{i}/{len(grid)}] {_name(arm, seed, args)} ...", flush=True)
         run = run_one(arm, seed, args, pruned)
         print(f"    val {run['val_psnr']:.3f}, Set5 {run['tests']['Set5']['psnr_y']:.3f} dB", flush=True)
 
@@ -443,7 +520,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.report:
         train_grid(args, pruned)
     stored = (json.loads(p.read_text()) for p in sorted((OUT / "runs").glob("*.json")))
-    runs = [r for r in stored if r["steps"] == args.steps]  # every arm and learning rate run at this budget
+    runs = [  # every arm and learning rate run at this budget, form and crop size
+        r
+        for r in stored
+        if (r["steps"], r.get("form", "trainable"), r.get("lq_size", 32)) == (args.steps, args.form, args.lq_size)
+    ]
     record = {
         "setting": {
             "steps": args.steps,
@@ -451,6 +532,7 @@ def main(argv: list[str] | None = None) -> dict:
             "lq_size": args.lq_size,
             "seeds": args.seeds,
             "data": args.data.name,
+            "form": args.form,
         },
         "pruned": pruned,
         "references": refs,
@@ -461,13 +543,15 @@ def main(argv: list[str] | None = None) -> dict:
         / 60,
     }
     first = next((r for r in runs if label(r) == "pruned_kd"), None)
-    earlier = RESULTS / "prune.json"
+    earlier = RESULTS / f"{args.result}.json"
     if args.export and first:
         record["export"] = export_gates(first, refs["ntire_baseline"]["gmacs"])
     elif earlier.is_file():  # a report keeps the gates measured before
         record["export"] = json.loads(earlier.read_text()).get("export")
-    write_result("prune", record, name="prune", argv=argv, flags=args)
-    plot(runs, refs, RESULTS / "prune_curves.png")
+    record["result"] = args.result
+    record["step_seconds"] = step_seconds(args.batch, args.lq_size)
+    write_result(args.result, record, name="prune", argv=argv, flags=args)
+    plot(runs, refs, RESULTS / f"{args.result}_curves.png")
     md = markdown(record)
     print(md)
     return record

@@ -373,6 +373,13 @@ def prune(page: Path) -> str:
     return bench_prune.markdown(read_result("prune"), page)
 
 
+def prune_long(page: Path) -> str:
+    """Issue #24's controls at the issue's budget (``bench prune --steps 5000 --form deployed --result prune_long``)."""
+    from bench import prune as bench_prune
+
+    return bench_prune.markdown(read_result("prune_long"), page)
+
+
 def int8(page: Path) -> str:
     """Issue #27: fp32 / post-training INT8 / quantisation-aware fine-tuned INT8 (``bench int8``)."""
     from bench import int8 as bench_int8  # its top level imports only bench.harness
@@ -383,6 +390,7 @@ def int8(page: Path) -> str:
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "shipped": shipped,
     "prune": prune,
+    "prune_long": prune_long,
     "recipes-cpu": recipes_cpu,
     **{
         f"recipes-real-{s}-{n}": recipes_real(s, n)

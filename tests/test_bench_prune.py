@@ -36,6 +36,29 @@ def test_the_arms_share_data_steps_and_seed_and_differ_in_start_and_loss(tmp_pat
     assert first["datasets"]["train"]["dataroot_lq"].endswith("data/LR_bicubic/X4")
 
 
+def test_the_deployed_form_trains_every_arm_as_plain_convolutions_from_the_same_pruned_function(tmp_path) -> None:
+    import torch
+
+    from kit.archs import SPANStudent
+    from kit.checkpoint import load_checkpoint, save_atomic
+
+    torch.manual_seed(0)
+    trainable = SPANStudent(num_feat=bench.WIDTH)
+    save_atomic(trainable.state_dict(), tmp_path / "span28.safetensors")
+    args = _args(tmp_path, "--form", "deployed", "--pruned-lr", "5e-4", "--scratch-lr", "2e-3")
+    pruned = {"checkpoint": str(tmp_path / "span28.safetensors")}
+    opts = {arm: bench.run_options(arm, 0, args, pruned) for arm in bench.ARMS}
+    assert all(opt["network_g"]["deploy"] is True for opt in opts.values())
+    assert opts["pruned_kd"]["name"] == "prune_pruned_kd_8_lr0.0005_deployed_lq16_s0"
+    assert opts["scratch"]["train"]["optim_g"]["lr"] == 2e-3 and opts["pruned_gt"]["train"]["optim_g"]["lr"] == 5e-4
+    start = opts["pruned_kd"]["path"]["pretrain_network_g"]
+    deployed = SPANStudent(num_feat=bench.WIDTH, deploy=True)
+    deployed.load_state_dict(load_checkpoint(start), strict=True)
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed.eval()(x), trainable.eval()(x), rtol=1e-4, atol=1e-5)
+
+
 def _run(arm: str, seed: int, set5: float, lr: float | None = None) -> dict:
     tests = {
         n: {"psnr_y": set5 - i, "ssim_y": 0.8, "psnr_rgb": set5 - i - 1.5, "ssim_rgb": 0.7}
