@@ -237,8 +237,8 @@ def run_options(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> 
     opt["val"].update(val_freq=max(args.steps // (4 if args.steps <= 600 else 10), 1), compare_every=0)
     opt["logger"].update(print_freq=max(args.steps // 10, 1), save_checkpoint_freq=max(args.steps // 4, 1))
     checkpoint = pruned["checkpoint"]
-    if args.form == "deployed":  # plain 3x3 convs instead of SPAN's expanded branches: the same network, trained
-        opt["network_g"]["deploy"] = True
+    opt["network_g"]["deploy"] = args.form == "deployed"  # plain 3x3 convs, or SPAN's expanded branches
+    if args.form == "deployed":
         checkpoint = deployed_start(pruned)
     opt["path"] = {"pretrain_network_g": checkpoint} if start == "pruned" else {}
     if distil:
@@ -415,6 +415,16 @@ def markdown(record: dict, page: Path | None = None) -> str:
         "",
         "\n".join(lines),
     ]
+    pilots = record.get("pilots")
+    if pilots:
+        by_arm = {}
+        for r in sorted(pilots, key=lambda r: (list(ARMS).index(r["arm"]), r["lr"])):
+            by_arm.setdefault(r["arm"], []).append(f"{r['lr']:g} → {r['val_psnr']:.3f}")
+        text += [
+            "",
+            f"Learning rates, chosen on the validation photos only ({pilots[0]['steps']}-step pilots, seed "
+            f"{pilots[0]['seed']}, val PSNR-Y): " + "; ".join(f"`{a}` {', '.join(v)}" for a, v in by_arm.items()) + ".",
+        ]
     steps = record.get("step_seconds")
     if steps:
         text += [
@@ -487,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"Adam lr of the random-start arms (default {LR['scratch']:g}; runs kept apart)",
     )
+    p.add_argument(
+        "--pilot-steps",
+        type=int,
+        help="also report the stored runs of this many steps (same form and crops): the learning rates' pilots",
+    )
     p.add_argument("--report", action="store_true", help="only the report, from the stored runs")
     p.add_argument(
         "--result",
@@ -548,6 +563,13 @@ def main(argv: list[str] | None = None) -> dict:
         record["export"] = export_gates(first, refs["ntire_baseline"]["gmacs"])
     elif earlier.is_file():  # a report keeps the gates measured before
         record["export"] = json.loads(earlier.read_text()).get("export")
+    if args.pilot_steps:  # the learning rates' pilots: shorter runs of the same form and crops, chosen on val
+        record["pilots"] = [
+            {k: r[k] for k in ("arm", "lr", "seed", "val_psnr")} | {"steps": r["steps"]}
+            for r in (json.loads(p.read_text()) for p in sorted((OUT / "runs").glob("*.json")))
+            if (r["steps"], r.get("form", "trainable"), r.get("lq_size", 32))
+            == (args.pilot_steps, args.form, args.lq_size)
+        ]
     record["result"] = args.result
     record["step_seconds"] = step_seconds(args.batch, args.lq_size)
     write_result(args.result, record, name="prune", argv=argv, flags=args)

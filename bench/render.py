@@ -387,6 +387,13 @@ def int8(page: Path) -> str:
     return bench_int8.markdown(read_result("int8"), page)
 
 
+def qat_tries(page: Path) -> str:
+    """Issue #27: every INT8 try on the official SPAN, simulated (``bench qat_tries``)."""
+    from bench import qat_tries as bench_qat_tries
+
+    return bench_qat_tries.markdown(read_result("qat_tries"))
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "shipped": shipped,
     "prune": prune,
@@ -401,6 +408,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "formats": formats,
     "formats-sweep": formats_sweep,
     "int8": int8,
+    "qat-tries": qat_tries,
     "students": students,
     "span-set5": span_set5,
     "performance": performance,

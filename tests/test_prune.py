@@ -134,9 +134,9 @@ def test_cli_writes_a_checkpoint_train_py_starts_from(tmp_path, capsys) -> None:
     teacher = tmp_path / "span48.safetensors"
     save_atomic(_span(num_feat=48, num_block=6).state_dict(), teacher)  # the official layout, random weights
     out = tmp_path / "span28.safetensors"
-    assert _cli(tmp_path, teacher, "--width", "28", "--out", str(out)) == 0
+    assert _cli(tmp_path, teacher, "--width", "28", "--form", "deployed", "--out", str(out)) == 0
     report = capsys.readouterr().out
-    assert "num_feat: 28" in report and "loads strictly" in report
+    assert "num_feat: 28" in report and "deploy: true" in report and "loads strictly" in report
     opt = copy.deepcopy(load_options(REPO / "options" / "distill_pruned_span.yml"))
     opt["path"].update(pretrain_network_t=str(teacher), pretrain_network_g=str(out))
     use_tiny_pool(opt, tmp_path)
