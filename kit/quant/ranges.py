@@ -17,23 +17,31 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["RANGES", "fixed_quantisers", "freeze_learned_ranges", "learned_activation"]
+__all__ = ["RANGES", "fixed_quantisers", "freeze_learned_ranges", "learned_activation", "uint8_activation"]
 
 RANGES = ("minmax", "learned")
 
 
+def uint8_activation() -> dict:
+    """onnxruntime's activation scheme as fake-quantiser arguments: uint8, per tensor, min/max observed."""
+    from torch.ao.quantization import MovingAverageMinMaxObserver
+
+    return {
+        "observer": MovingAverageMinMaxObserver,
+        "quant_min": 0,
+        "quant_max": 255,
+        "dtype": torch.quint8,
+        "qscheme": torch.per_tensor_affine,
+        "reduce_range": False,
+    }
+
+
 def learned_activation():
     """The activation fake quantiser (a ``with_args`` factory) with learned uint8 per-tensor scale/zero point."""
-    from torch.ao.quantization import MovingAverageMinMaxObserver
     from torch.ao.quantization._learnable_fake_quantize import _LearnableFakeQuantize
 
     return _LearnableFakeQuantize.with_args(
-        observer=MovingAverageMinMaxObserver,
-        quant_min=0,
-        quant_max=255,
-        dtype=torch.quint8,
-        qscheme=torch.per_tensor_affine,
-        reduce_range=False,
+        **uint8_activation(),
         use_grad_scaling=True,  # LSQ's gradient scale 1 / sqrt(numel · 255)
     )
 

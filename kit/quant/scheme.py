@@ -44,21 +44,11 @@ def ort_qconfig(ranges: str = "minmax"):
         ranges: ``minmax``: activation ranges follow a moving-average min/max; ``learned``: trained by gradient
             (:mod:`kit.quant.ranges`, LSQ).
     """
-    from torch.ao.quantization import (
-        FakeQuantize,
-        MovingAverageMinMaxObserver,
-        MovingAveragePerChannelMinMaxObserver,
-        QConfig,
-    )
+    from torch.ao.quantization import FakeQuantize, MovingAveragePerChannelMinMaxObserver, QConfig
 
-    activation = FakeQuantize.with_args(
-        observer=MovingAverageMinMaxObserver,
-        quant_min=0,
-        quant_max=255,
-        dtype=torch.quint8,
-        qscheme=torch.per_tensor_affine,
-        reduce_range=False,
-    )
+    from kit.quant.ranges import learned_activation, uint8_activation
+
+    activation = FakeQuantize.with_args(**uint8_activation())
     weight = FakeQuantize.with_args(  # averaging constant 1: the range of the weights as they are now
         observer=MovingAveragePerChannelMinMaxObserver,
         averaging_constant=1.0,
@@ -70,8 +60,6 @@ def ort_qconfig(ranges: str = "minmax"):
         reduce_range=False,
     )
     if ranges == "learned":
-        from kit.quant.ranges import learned_activation
-
         activation = learned_activation()
     return QConfig(activation=activation, weight=weight)
 
