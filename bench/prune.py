@@ -407,9 +407,9 @@ def markdown(record: dict, page: Path | None = None) -> str:
     best = max(arms, key=lambda a: arms[a]["Set5_psnr_y"]) if arms else None
     text = [
         f"{s['steps']} steps, batch {s['batch']}, LR crops {s['lq_size']} px, seeds {s['seeds']}, training data "
-        f"`{s['data']}`; SPAN trained in its {s.get('form', 'trainable')} form; Adam, cosine, "
-        f"lr {LR['scratch']:g} (random start) / {LR['pruned']:g} (pruned start) unless "
-        "stated, linear warm-up over the first tenth; EMA "
+        f"`{s['data']}`; SPAN trained in its {s.get('form', 'trainable')} form; Adam with cosine decay at the "
+        f"learning rate a row names (else {LR['scratch']:g} from a random start, {LR['pruned']:g} from the pruned "
+        "one), linear warm-up over the first tenth; EMA "
         "weights at the end. PSNR (dB) on Y and on RGB, border 4, mean ± half the range over seeds; val = the bundled "
         f"validation photos (Y). Total {record['total_min']:.0f} min of training and evaluation on 2 CPU cores.",
         "",
@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> dict:
         "total_min": (pruned["seconds"] + sum(r["seconds"] for r in refs.values()) + sum(r["wall_s"] for r in runs))
         / 60,
     }
-    first = next((r for r in runs if label(r) == "pruned_kd"), None)
+    first = min((r for r in runs if r["arm"] == "pruned_kd"), key=lambda r: (r["lr"], r["seed"]), default=None)
     earlier = RESULTS / f"{args.result}.json"
     if args.export and first:
         record["export"] = export_gates(first, refs["ntire_baseline"]["gmacs"])
