@@ -366,18 +366,15 @@ def loader_steps(page: Path) -> str:
     return _table(header, ["---"] + ["---:"] * (len(header) - 1), out)
 
 
-def prune(page: Path) -> str:
-    """Issue #24's controls: the pruned start vs scratch, with and without the teacher (``bench prune``)."""
-    from bench import prune as bench_prune  # its top level imports only bench.harness
+def prune(result: str) -> Callable[[Path], str]:
+    """Issue #24's controls, one ``bench prune --result NAME`` record (the pruned start vs scratch, +- teacher)."""
 
-    return bench_prune.markdown(read_result("prune"), page)
+    def render(page: Path) -> str:
+        from bench import prune as bench_prune  # its top level imports only bench.harness
 
+        return bench_prune.markdown(read_result(result), page)
 
-def prune_long(page: Path) -> str:
-    """Issue #24's controls at the issue's budget (``bench prune --steps 5000 --form deployed --result prune_long``)."""
-    from bench import prune as bench_prune
-
-    return bench_prune.markdown(read_result("prune_long"), page)
+    return render
 
 
 def int8(page: Path) -> str:
@@ -396,8 +393,7 @@ def qat_tries(page: Path) -> str:
 
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "shipped": shipped,
-    "prune": prune,
-    "prune_long": prune_long,
+    **{name: prune(name) for name in ("prune", "prune_long", "prune_long_lq48")},
     "recipes-cpu": recipes_cpu,
     **{
         f"recipes-real-{s}-{n}": recipes_real(s, n)
