@@ -45,12 +45,13 @@ def _export_fp32(opt: dict, checkpoint: str, path: Path, size: int):
     return net
 
 
-def _pairs(name: str, opt: dict, scale: int, benchmarks: Path):
-    from kit.evaluation import validation_pairs
+def set_pairs(name: str, opt: dict | None, scale: int, benchmarks: Path):
+    """The image pairs of ``bundled`` (``opt``'s validation set, else the bundled val photos) or of a test set."""
+    from kit.evaluation import bundled_pairs, validation_pairs
     from kit.evaluation.sources import folder_pairs
 
     if name == "bundled":
-        return validation_pairs(opt, scale)
+        return validation_pairs(opt, scale) if opt is not None else bundled_pairs(scale)
     return folder_pairs(benchmarks / name / "LR_bicubic" / f"X{scale}", benchmarks / name / "HR", scale)
 
 
@@ -104,7 +105,7 @@ def measure_row(args: argparse.Namespace, row: list[str]) -> dict:
         psnr = {}
         for name in ["bundled", *[s for s in args.sets.split(",") if s and s != "bundled"]]:
             start = time.perf_counter()
-            result = evaluate(runners, _pairs(name, opt, scale, Path(args.benchmarks)), scale, True, scale)
+            result = evaluate(runners, set_pairs(name, opt, scale, Path(args.benchmarks)), scale, True, scale)
             psnr[name] = {label: result.means()[label]["psnr"] for label in files}
             print(
                 f"  [{row[0]}] {name}: "

@@ -522,6 +522,11 @@ def train_grid(args: argparse.Namespace, pruned: dict) -> None:
         print(f"    val {run['val_psnr']:.3f}, Set5 {run['tests']['Set5']['psnr_y']:.3f} dB", flush=True)
 
 
+def _setting(run: dict) -> tuple[int, str, int]:
+    """A stored run's steps, form and LR crop size (runs from before the form and crop flags: trainable, 32)."""
+    return run["steps"], run.get("form", "trainable"), run.get("lq_size", 32)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     for path in (args.teacher, args.baseline, args.data / "HR", args.benchmarks / "Set5"):
@@ -534,12 +539,8 @@ def main(argv: list[str] | None = None) -> dict:
     refs = references(args, pruned)
     if not args.report:
         train_grid(args, pruned)
-    stored = (json.loads(p.read_text()) for p in sorted((OUT / "runs").glob("*.json")))
-    runs = [  # every arm and learning rate run at this budget, form and crop size
-        r
-        for r in stored
-        if (r["steps"], r.get("form", "trainable"), r.get("lq_size", 32)) == (args.steps, args.form, args.lq_size)
-    ]
+    stored = [json.loads(p.read_text()) for p in sorted((OUT / "runs").glob("*.json"))]
+    runs = [r for r in stored if _setting(r) == (args.steps, args.form, args.lq_size)]  # every arm and lr
     record = {
         "setting": {
             "steps": args.steps,
@@ -566,9 +567,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.pilot_steps:  # the learning rates' pilots: shorter runs of the same form and crops, chosen on val
         record["pilots"] = [
             {k: r[k] for k in ("arm", "lr", "seed", "val_psnr")} | {"steps": r["steps"]}
-            for r in (json.loads(p.read_text()) for p in sorted((OUT / "runs").glob("*.json")))
-            if (r["steps"], r.get("form", "trainable"), r.get("lq_size", 32))
-            == (args.pilot_steps, args.form, args.lq_size)
+            for r in stored
+            if _setting(r) == (args.pilot_steps, args.form, args.lq_size)
         ]
     record["result"] = args.result
     record["step_seconds"] = step_seconds(args.batch, args.lq_size)

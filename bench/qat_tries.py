@@ -35,12 +35,9 @@ CALIBRATED = {  # label -> QATStudent arguments
 
 
 def _sets(names: list[str], benchmarks: Path) -> dict:
-    from kit.evaluation import bundled_pairs, folder_pairs
+    from bench.int8 import set_pairs
 
-    out = {"bundled": bundled_pairs(4)}
-    for name in names:
-        out[name] = folder_pairs(benchmarks / name / "LR_bicubic" / "X4", benchmarks / name / "HR", 4)
-    return out
+    return {name: set_pairs(name, None, 4, benchmarks) for name in ["bundled", *names]}
 
 
 def _scores(net, sets: dict) -> dict:
