@@ -107,6 +107,24 @@ def test_archiving_acts_only_directly_under_experiments(tmp_path, victim) -> Non
     assert moved.parent == experiments and moved.name.startswith("mine_archived_")
 
 
+def test_two_archives_in_the_same_second_keep_both(tmp_path, monkeypatch) -> None:
+    import kit.run.experiment as experiment
+
+    monkeypatch.setattr(experiment, "get_time_str", lambda: "20261206_171024")
+    experiments = tmp_path / "experiments"
+    kept = []
+    for content in ("first", "second", "third"):
+        (experiments / "run").mkdir(parents=True)
+        (experiments / "run" / "log.txt").write_text(content)
+        kept.append(archive_experiment(experiments / "run", experiments))
+    assert [p.name for p in kept] == [
+        "run_archived_20261206_171024",
+        "run_archived_20261206_171024_2",
+        "run_archived_20261206_171024_3",
+    ]
+    assert [(p / "log.txt").read_text() for p in kept] == ["first", "second", "third"]
+
+
 def test_a_teacher_cache_root_outside_the_repository_is_used_as_stated_and_never_moved(bundled_root, tmp_path) -> None:
     outside = tmp_path / "elsewhere" / "cache"
     outside.mkdir(parents=True)

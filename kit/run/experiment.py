@@ -74,7 +74,11 @@ def archive_experiment(root: Path, experiments: Path) -> Path | None:
             f"refusing to move '{root}' aside: only folders directly under {experiments} are archived; "
             "rename the experiment (options 'name')"
         )
-    target = root.with_name(f"{root.name}_archived_{get_time_str()}")
+    stem = f"{root.name}_archived_{get_time_str()}"
+    target, n = root.with_name(stem), 1
+    while target.exists() or target.is_symlink():  # two runs archived in the same second: never merge into one
+        n += 1
+        target = root.with_name(f"{stem}_{n}")
     os.replace(root, target)
     return target
 
