@@ -51,14 +51,37 @@ ARMS = {
     "pruned_gt": ("pruned", False, "pruned start, GT L1 only (the control for a distillation claim)"),
     "pruned_kd": ("pruned", True, "pruned start, GT L1 + L1 to the teacher's image (distill_pruned_span.yml)"),
     "scratch_kd": ("scratch", True, "random start, GT L1 + L1 to the teacher's image"),
+    # what else was tried from the pruned start at the issue's budget (one seed each, then a second for the best)
+    "pruned_teacher": ("pruned", "teacher", "pruned start, L1 to the teacher's image only (no GT term)"),
+    "pruned_kd_l2": ("pruned", "l2", "pruned start, GT MSE + MSE to the teacher's image (PSNR's own loss)"),
+    "pruned_pool": (
+        "pruned",
+        "pool",
+        "pruned start, pruned_kd on 8 GT crops + 8 teacher-pool crops a step (training HR photos and zoom-outs)",
+    ),
+    "pruned_cwd_pool": (
+        "pruned",
+        "cwd_pool",
+        "pruned start, pruned_kd + CWD at every block + the teacher pool (8 + 8 crops; distill_pretrained.yml's)",
+    ),
 }
+CONTROLS = ("scratch", "pruned_gt", "pruned_kd", "scratch_kd")  # the issue's four arms: the default grid
 LR = {"scratch": 1e-3, "pruned": 2e-4}  # options/student.yml's; options/distill_pruned_span.yml's (a start to keep)
 
 
 # ------------------------------------------------------------------ the start
-def prune_start(teacher: Path, data: Path) -> dict:
-    """``kit-prune --width 28`` of the teacher, calibrated on the training photos (stored once): its record."""
-    record_path = OUT / "pruned.json"
+START = {"crops": 48, "ridge": 0.1}  # kit-prune's calibration crops and refit ridge (its defaults): the first start
+
+
+def start_tag(crops: int, ridge: float) -> str:
+    """What names a pruned start other than kit-prune's defaults (files, run names, references)."""
+    return "" if (crops, ridge) == (START["crops"], START["ridge"]) else f"_c{crops}_r{ridge:g}"
+
+
+def prune_start(teacher: Path, data: Path, crops: int = START["crops"], ridge: float = START["ridge"]) -> dict:
+    """``kit-prune --width 28 --crops C --ridge R`` of the teacher, calibrated on the training photos (stored once)."""
+    tag = start_tag(crops, ridge)
+    record_path = OUT / f"pruned{tag}.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
     from kit.checkpoint import extract_state_dict, load_checkpoint, save_atomic
@@ -66,10 +89,10 @@ def prune_start(teacher: Path, data: Path) -> dict:
     from kit.prune.calibration import calibration_crops
 
     tic = time.time()
-    crops = calibration_crops(data / "HR", SCALE, 48, 48, 0)
-    settings = PruneSettings(PruneTarget(width=WIDTH, input_size=(256, 256)))
-    result = prune_teacher("SPANStudent", extract_state_dict(load_checkpoint(teacher)), crops, settings)
-    checkpoint = OUT / "span28_pruned.safetensors"
+    inputs = calibration_crops(data / "HR", SCALE, crops, 48, 0)
+    settings = PruneSettings(PruneTarget(width=WIDTH, input_size=(256, 256)), ridge=ridge)
+    result = prune_teacher("SPANStudent", extract_state_dict(load_checkpoint(teacher)), inputs, settings)
+    checkpoint = OUT / f"span28_pruned{tag}.safetensors"
     save_atomic(result.state, checkpoint)
     record = {
         "checkpoint": str(checkpoint),
@@ -78,6 +101,7 @@ def prune_start(teacher: Path, data: Path) -> dict:
         "gmacs": result.gmacs,
         "max_difference": result.max_difference,
         "seconds": round(time.time() - tic, 1),
+        "calibration": {"crops": crops, "ridge": ridge},
     }
     record_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=1))
@@ -177,13 +201,14 @@ def references(args: argparse.Namespace, pruned: dict) -> dict:
     from kit.archs import deploy_network
     from kit.runners import BicubicRunner, TorchRunner
 
-    for name in ("ntire_baseline", "teacher", "pruned_start", "bicubic"):
+    start = "pruned_start" + start_tag(args.calib_crops, args.ridge)
+    for name in ("ntire_baseline", "teacher", start, "bicubic"):
         if name in refs:
             continue
         if name == "bicubic":
             runner, counts = BicubicRunner(SCALE), {}
         else:
-            net = _model(name, args, pruned)
+            net = _model(name.removesuffix(start_tag(args.calib_crops, args.ridge)), args, pruned)
             runner, counts = TorchRunner(deploy_network(net)), size(net)
         print(f"[references] {name} ...", flush=True)
         tic = time.time()
@@ -191,7 +216,7 @@ def references(args: argparse.Namespace, pruned: dict) -> dict:
         refs[name]["seconds"] = round(time.time() - tic, 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(refs, indent=1))
-    return refs
+    return {name: refs[name] for name in ("ntire_baseline", "teacher", "bicubic")} | {"pruned_start": refs[start]}
 
 
 # ----------------------------------------------------------------------- runs
@@ -202,15 +227,19 @@ def arm_lr(arm: str, args: argparse.Namespace) -> float:
     return LR[start] if given is None else given
 
 
-def run_name(arm: str, steps: int, seed: int, lr: float | None = None, form: str = "trainable", lq: int = 32) -> str:
-    """The run's name: arm, steps, and what differs from the first grid (lr, form, crop size), then the seed."""
+def run_name(
+    arm: str, steps: int, seed: int, lr: float | None = None, form: str = "trainable", lq: int = 32, start: str = ""
+) -> str:
+    """The run's name: arm, steps, and what differs from the first grid (lr, form, crop size, pruned start: its
+    :func:`start_tag`), then the seed."""
     tag = "" if lr is None or lr == LR[ARMS[arm][0]] else f"_lr{lr:g}"
     tag += ("" if form == "trainable" else f"_{form}") + ("" if lq == 32 else f"_lq{lq}")
-    return f"prune_{arm}_{steps}{tag}_s{seed}"
+    return f"prune_{arm}_{steps}{tag}{start}_s{seed}"
 
 
 def _name(arm: str, seed: int, args: argparse.Namespace) -> str:
-    return run_name(arm, args.steps, seed, arm_lr(arm, args), args.form, args.lq_size)
+    start = start_tag(args.calib_crops, args.ridge) if ARMS[arm][0] == "pruned" else ""
+    return run_name(arm, args.steps, seed, arm_lr(arm, args), args.form, args.lq_size, start)
 
 
 def label(run: dict) -> str:
@@ -244,11 +273,34 @@ def run_options(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> 
     if distil:
         opt["path"]["pretrain_network_t"] = str(args.teacher)
         opt["train"]["teacher_cache"] = {"root": str(OUT / "teacher_cache")}
+        _recipe(opt, distil)
     else:
         opt["model_type"] = "KitSRModel"
         opt.pop("network_t")
         opt["train"].pop("distill")
     return opt
+
+
+def _recipe(opt: dict, distil: bool | str) -> None:
+    """The pruned_kd options changed into one of the other distillation recipes tried (:data:`ARMS`)."""
+    train = opt["train"]
+    if distil == "teacher":
+        train.pop("pixel_opt")
+    elif distil == "l2":
+        train["pixel_opt"] = {"type": "MSELoss", "loss_weight": 1.0, "reduction": "mean"}
+        train["distill"]["output"]["loss"] = {"type": "MSELoss", "loss_weight": 1.0}
+    elif distil in ("pool", "cwd_pool"):
+        # half the batch from the GT photos, half from the pool: 16 crops a step, as every other arm
+        opt["datasets"]["train"]["batch_size_per_gpu"] //= 2
+        pool = {"sources": ["hr", "zoom_out"], "max_side": 384, "batch": opt["datasets"]["train"]["batch_size_per_gpu"]}
+        train["recipes"] = {"pool": {**pool, "cache_root": str(OUT / "pool_cache")}}
+        if distil == "cwd_pool":  # feature pairs need the teacher's forward: no offline teacher images
+            train.pop("teacher_cache")
+            train["distill"]["auto"] = {
+                "loss": {"type": "ChannelWiseDivergence", "tau": 4.0, "loss_weight": 1.0},
+                "every": "block",
+            }
+            train["recipes"]["balance"] = {"ratio": 0.1, "warmup_iter": 20}
 
 
 def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict:
@@ -283,6 +335,7 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
         "lr": opt["train"]["optim_g"]["lr"],
         "form": args.form,
         "lq_size": args.lq_size,
+        "start": {"crops": args.calib_crops, "ridge": args.ridge} if ARMS[arm][0] == "pruned" else None,
         "val_psnr": summary["metrics"]["psnr"],
         "wall_s": round(wall, 1),
         "curve": curve,
@@ -488,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="trainable",
         help="train SPAN in its trainable form (expanded branches) or deployed (plain convs, 4-5x faster on a CPU)",
     )
-    p.add_argument("--arms", nargs="*", choices=list(ARMS), help="a subset of the arms (default all)")
+    p.add_argument("--arms", nargs="*", choices=list(ARMS), help="the arms (default the four controls)")
     p.add_argument(
         "--pruned-lr", type=float, help=f"Adam lr of the pruned arms (default {LR['pruned']:g}; runs kept apart)"
     )
@@ -510,21 +563,33 @@ def build_parser() -> argparse.ArgumentParser:
         "<!-- results:NAME --> shows it)",
     )
     p.add_argument("--export", action="store_true", help="export.py's gates on pruned_kd (first seed)")
+    p.add_argument("--calib-crops", type=int, default=START["crops"], help="kit-prune --crops of the pruned start")
+    p.add_argument("--ridge", type=float, default=START["ridge"], help="kit-prune --ridge of the pruned start")
     return p
 
 
 def train_grid(args: argparse.Namespace, pruned: dict) -> None:
     """Every arm and seed asked for, one after the other (a stored run is read, not trained again)."""
-    grid = [(arm, seed) for arm in (args.arms or list(ARMS)) for seed in args.seeds]
+    grid = [(arm, seed) for arm in (args.arms or CONTROLS) for seed in args.seeds]
     for i, (arm, seed) in enumerate(grid, 1):
         print(f"[{i}/{len(grid)}] {_name(arm, seed, args)} ...", flush=True)
         run = run_one(arm, seed, args, pruned)
         print(f"    val {run['val_psnr']:.3f}, Set5 {run['tests']['Set5']['psnr_y']:.3f} dB", flush=True)
 
 
-def _setting(run: dict) -> tuple[int, str, int]:
-    """A stored run's steps, form and LR crop size (runs from before the form and crop flags: trainable, 32)."""
-    return run["steps"], run.get("form", "trainable"), run.get("lq_size", 32)
+def _setting(run: dict) -> tuple:
+    """A stored run's steps, form, LR crop size and pruned start (runs from before those flags: trainable, 32,
+    kit-prune's defaults); a random start's runs belong to every start's table."""
+    start = run.get("start") or START
+    start = None if run["arm"] not in ARMS or ARMS[run["arm"]][0] != "pruned" else (start["crops"], start["ridge"])
+    return run["steps"], run.get("form", "trainable"), run.get("lq_size", 32), start
+
+
+def _wanted(run: dict, args: argparse.Namespace, steps: int) -> bool:
+    """Whether a stored run is of this command's setting (at ``steps``: the grid's or the pilots')."""
+    steps_, form, lq, start = _setting(run)
+    here = (steps, args.form, args.lq_size)
+    return (steps_, form, lq) == here and start in (None, (args.calib_crops, args.ridge))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -535,12 +600,13 @@ def main(argv: list[str] | None = None) -> dict:
     from kit.data import bundled
 
     bundled.build()
-    pruned = prune_start(args.teacher, args.data)
+    pruned = prune_start(args.teacher, args.data, args.calib_crops, args.ridge)
     refs = references(args, pruned)
     if not args.report:
         train_grid(args, pruned)
     stored = [json.loads(p.read_text()) for p in sorted((OUT / "runs").glob("*.json"))]
-    runs = [r for r in stored if _setting(r) == (args.steps, args.form, args.lq_size)]  # every arm and lr
+    arms = args.arms or CONTROLS
+    runs = [r for r in stored if _wanted(r, args, args.steps) and r["arm"] in arms]  # any lr
     record = {
         "setting": {
             "steps": args.steps,
@@ -549,6 +615,7 @@ def main(argv: list[str] | None = None) -> dict:
             "seeds": args.seeds,
             "data": args.data.name,
             "form": args.form,
+            "start": {"crops": args.calib_crops, "ridge": args.ridge},
         },
         "pruned": pruned,
         "references": refs,
@@ -568,7 +635,7 @@ def main(argv: list[str] | None = None) -> dict:
         record["pilots"] = [
             {k: r[k] for k in ("arm", "lr", "seed", "val_psnr")} | {"steps": r["steps"]}
             for r in stored
-            if _setting(r) == (args.pilot_steps, args.form, args.lq_size)
+            if _wanted(r, args, args.pilot_steps)
         ]
     record["result"] = args.result
     record["step_seconds"] = step_seconds(args.batch, args.lq_size)

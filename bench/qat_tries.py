@@ -63,18 +63,38 @@ def calibrated(weights: Path, arguments: dict):
     return net.eval()
 
 
-def halves(net, sets: dict) -> tuple[dict, dict]:
-    """The scores with only the weights in int8 (activations float), then only the activations in int8."""
+def conv_output_quantisers(net) -> list:
+    """The activation quantisers of a prepared graph that round a convolution's output which no convolution reads
+    (those a convolution returning its int32 sums rescaled to float would not need; a convolution's input stays
+    quantised)."""
+    from torch import nn
+
+    def conv(node) -> bool:
+        return node.op == "call_module" and isinstance(net.get_submodule(node.target), nn.Conv2d)
+
+    return [
+        net.get_submodule(n.target)
+        for n in net.graph.nodes
+        if n.op == "call_module"
+        and str(n.target).startswith("activation_post_process")
+        and conv(n.args[0])
+        and not any(conv(user) for user in n.users)
+    ]
+
+
+def halves(net, sets: dict) -> tuple[dict, dict, dict]:
+    """The scores with only the weights in int8 (activations float), then only the activations in int8, then
+    everything in int8 but the convolutions' outputs (as a convolution that returns its int32 sums rescaled)."""
     weights = [m for n, m in net.named_modules() if n.endswith("weight_fake_quant")]
     activations = [m for n, m in net.named_modules() if n.startswith("activation_post_process") and "." not in n]
     out = []
-    for off in (activations, weights):
+    for off in (activations, weights, conv_output_quantisers(net)):
         for m in off:
             m.disable_fake_quant()
         out.append(_scores(net, sets))
         for m in off:
             m.enable_fake_quant()
-    return out[0], out[1]
+    return out[0], out[1], out[2]
 
 
 def recipe(opt: dict) -> dict:
@@ -128,15 +148,23 @@ def markdown(record: dict) -> str:
         lines.append(f"| {row['label']} | " + " | ".join(cells + scores) + " |")
     halves_rows = [r for r in record["rows"] if "weights_only" in r]
     if halves_rows:
+        keys = ["weights_only", "activations_only"] + (["outputs_float"] if "outputs_float" in halves_rows[0] else [])
+        titles = {
+            "weights_only": "int8 weights only",
+            "activations_only": "int8 activations only",
+            "outputs_float": "conv outputs float",
+        }
         lines += [
             "",
-            "Where the fine-tuned runs' drop lies (the same network, one half of the quantisation switched off):",
+            "Where the fine-tuned runs' drop lies (the same network, part of the quantisation switched off; "
+            "*conv outputs float*: every convolution's input and weights in int8, its output not rounded to uint8 "
+            "unless a convolution reads it):",
             "",
         ]
-        lines += ["| run | " + " | ".join(f"{s}: int8 weights only | {s}: int8 activations only" for s in sets) + " |"]
-        lines += ["|---|" + "---:|" * (2 * len(sets))]
+        lines += ["| run | " + " | ".join(f"{s}: {titles[k]}" for s in sets for k in keys) + " |"]
+        lines += ["|---|" + "---:|" * (len(keys) * len(sets))]
         for r in halves_rows:
-            cells = [f"{r[k][s]:.3f}" for s in sets for k in ("weights_only", "activations_only")]
+            cells = [f"{r[k][s]:.3f}" for s in sets for k in keys]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -166,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         net, how = fine_tuned(name)
         split = "split" if how["split_concat"] else "whole"
         row = {"label": f"`{name}` (conv_cat {split})", "recipe": how, "psnr": _scores(net.quantised, sets)}
-        row["weights_only"], row["activations_only"] = halves(net.quantised, sets)
+        row["weights_only"], row["activations_only"], row["outputs_float"] = halves(net.quantised, sets)
         record["rows"].append(row)
     write_result("qat_tries", record, name="qat_tries", argv=argv, flags=args)
     print(markdown(record))

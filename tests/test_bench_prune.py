@@ -23,17 +23,49 @@ def test_the_arms_share_data_steps_and_seed_and_differ_in_start_and_loss(tmp_pat
     first = opts["scratch"]
     for arm, opt in opts.items():
         check_options(opt, arm)  # every key one the kit knows
-        assert opt["datasets"] == first["datasets"] and opt["manual_seed"] == 1, arm
+        if "pool" not in arm:
+            assert opt["datasets"] == first["datasets"], arm
+        assert opt["manual_seed"] == 1 and opt["datasets"]["train"]["gt_size"] == 64, arm
         assert opt["train"]["total_iter"] == 8 and opt["network_g"] == first["network_g"], arm
-        assert opt["datasets"]["train"]["gt_size"] == 64 and opt["datasets"]["train"]["batch_size_per_gpu"] == 4
         start, distil, _ = bench.ARMS[arm]
+        distil = bool(distil)
         assert ("pretrain_network_g" in opt["path"]) == (start == "pruned"), arm
         assert (opt["model_type"] == "DistillModel") == distil and ("distill" in opt["train"]) == distil, arm
-        assert ("teacher_cache" in opt["train"]) == distil and ("network_t" in opt) == distil, arm
+        online = arm == "pruned_cwd_pool"  # feature pairs: the teacher runs every step, no cached images
+        assert ("teacher_cache" in opt["train"]) == (distil and not online) and ("network_t" in opt) == distil, arm
+        crops = opt["datasets"]["train"]["batch_size_per_gpu"] + opt["train"].get("recipes", {}).get("pool", {}).get(
+            "batch", 0
+        )
+        assert crops == 4, arm  # the pool arms take half their crops from the pool: as many a step as every arm
     assert opts["pruned_gt"]["train"]["optim_g"] == opts["pruned_kd"]["train"]["optim_g"]  # the fair control
     assert opts["scratch"]["train"]["optim_g"] == opts["scratch_kd"]["train"]["optim_g"]
     assert opts["pruned_kd"]["path"]["pretrain_network_g"] == pruned["checkpoint"]
     assert first["datasets"]["train"]["dataroot_lq"].endswith("data/LR_bicubic/X4")
+    # the other recipes tried from the pruned start: each changes pruned_kd's loss in one way
+    kd = opts["pruned_kd"]["train"]
+    assert (
+        "pixel_opt" not in opts["pruned_teacher"]["train"]
+        and opts["pruned_teacher"]["train"]["distill"] == kd["distill"]
+    )
+    l2 = opts["pruned_kd_l2"]["train"]
+    assert l2["pixel_opt"]["type"] == "MSELoss" and l2["distill"]["output"]["loss"]["type"] == "MSELoss"
+    assert opts["pruned_pool"]["train"]["recipes"]["pool"]["sources"] == ["hr", "zoom_out"]
+    cwd = opts["pruned_cwd_pool"]["train"]
+    assert cwd["distill"]["auto"]["loss"]["type"] == "ChannelWiseDivergence" and "balance" in cwd["recipes"]
+    assert bench.CONTROLS == ("scratch", "pruned_gt", "pruned_kd", "scratch_kd")  # the default grid: the issue's
+
+
+def test_a_pruned_start_other_than_kit_prunes_defaults_is_named_apart(tmp_path) -> None:
+    pruned = {"checkpoint": str(tmp_path / "span28.safetensors")}
+    args = _args(tmp_path, "--calib-crops", "384", "--ridge", "0.001")
+    assert bench.run_options("pruned_kd", 0, args, pruned)["name"] == "prune_pruned_kd_8_lq16_c384_r0.001_s0"
+    assert bench.run_options("scratch", 0, args, pruned)["name"] == "prune_scratch_8_lq16_s0"  # no start
+    defaults = _args(tmp_path)
+    assert bench.run_options("pruned_kd", 0, defaults, pruned)["name"] == "prune_pruned_kd_8_lq16_s0"
+    stored = {"arm": "pruned_kd", "steps": 8, "form": "trainable", "lq_size": 16}  # a run from before the flags
+    assert bench._wanted(stored, defaults, 8) and not bench._wanted(stored, args, 8)
+    assert bench._wanted(stored | {"start": {"crops": 384, "ridge": 0.001}}, args, 8)
+    assert bench._wanted({**stored, "arm": "scratch", "start": None}, args, 8)  # a random start: every table
 
 
 def test_the_deployed_form_trains_every_arm_as_plain_convolutions_from_the_same_pruned_function(tmp_path) -> None:
