@@ -432,6 +432,14 @@ def _gates(gates: dict) -> str:
     return head + "passed.\n\n" + "\n".join(f"- {line}" for line in details)
 
 
+def _start_note(start: dict | None) -> str:
+    """The pruned start, where it is not kit-prune's defaults."""
+    if not start or (start["crops"], start["ridge"]) == (START["crops"], START["ridge"]):
+        return ""
+    flags = f"--crops {start['crops']} --ridge {start['ridge']:g}"
+    return f" Pruned start: `kit-prune {flags}` (calibrated on the training photos)."
+
+
 def markdown(record: dict, page: Path | None = None) -> str:
     """The table, the export gates and the curves' picture (linked relative to ``page``)."""
     import os
@@ -457,14 +465,15 @@ def markdown(record: dict, page: Path | None = None) -> str:
         val = f"{row['val_psnr']:.3f} ± {row['val_spread']:.3f}"
         cells = [f"{pruned['params']:,}", f"{pruned['gmacs']:.3f}", *scores, val, f"{row['wall_s']:.0f}"]
         lines.append(f"| `{arm}`: {ARMS[row['arm']][2]} | " + " | ".join(cells) + " |")
-    best = max(arms, key=lambda a: arms[a]["Set5_psnr_y"]) if arms else None
+    best = max(arms, key=lambda a: arms[a]["val_psnr"]) if arms else None  # chosen on val, never on a test set
     text = [
         f"{s['steps']} steps, batch {s['batch']}, LR crops {s['lq_size']} px, seeds {s['seeds']}, training data "
         f"`{s['data']}`; SPAN trained in its {s.get('form', 'trainable')} form; Adam with cosine decay at the "
         f"learning rate a row names (else {LR['scratch']:g} from a random start, {LR['pruned']:g} from the pruned "
         "one), linear warm-up over the first tenth; EMA "
         "weights at the end. PSNR (dB) on Y and on RGB, border 4, mean ± half the range over seeds; val = the bundled "
-        f"validation photos (Y). Total {record['total_min']:.0f} min of training and evaluation on 2 CPU cores.",
+        f"validation photos (Y). Total {record['total_min']:.0f} min of training and evaluation on 2 CPU cores."
+        + _start_note(s.get("start")),
         "",
         "\n".join(lines),
     ]
@@ -488,7 +497,11 @@ def markdown(record: dict, page: Path | None = None) -> str:
         ]
     if best:
         gaps = ", ".join(f"{n} {arms[best][f'{n}_vs_goal']:+.3f} dB" for n in TEST_SETS)
-        text += ["", f"Best arm `{best}` against the goal (the baseline's PSNR-Y, mean over seeds): {gaps}."]
+        text += [
+            "",
+            f"Best arm on the validation photos, `{best}`, against the goal (the baseline's PSNR-Y, mean over seeds): "
+            f"{gaps}.",
+        ]
     gates = record.get("export")
     if gates:
         text += ["", _gates(gates)]
