@@ -393,7 +393,18 @@ def qat_tries(page: Path) -> str:
 
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "shipped": shipped,
-    **{name: prune(name) for name in ("prune", "prune_long", "prune_long_lq48")},
+    **{
+        name: prune(name)
+        for name in (
+            "prune",
+            "prune_long",
+            "prune_long_lq48",
+            "prune_tries",
+            "prune_long_trainable",
+            "prune_start_tries",
+            "prune_15k",
+        )
+    },
     "recipes-cpu": recipes_cpu,
     **{
         f"recipes-real-{s}-{n}": recipes_real(s, n)
