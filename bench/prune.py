@@ -12,6 +12,8 @@ data and seeds: ``scratch`` (random start, GT L1), ``pruned_gt`` (the pruned sta
 for a distillation claim), ``pruned_kd`` (the pruned start, GT L1 + L1 to the unpruned teacher's image,
 ``options/distill_pruned_span.yml``'s recipe) and ``scratch_kd`` (random start, the same distillation). The
 teacher's images come from ``train.teacher_cache`` (the teacher runs once over the training photos).
+``--arms`` also names the other recipes tried from the pruned start (:data:`ARMS`: the teacher's image alone, MSE,
+the teacher pool, CWD pairs + pool), and ``--calib-crops`` / ``--ridge`` another pruned start (runs named apart).
 
 Training data: ``--data`` (``../shared/datasets/SunHays80``: ``HR`` + ``LR_bicubic/X4``). Validation (the
 curves; nothing here is chosen on a test set): the bundled val photos. Test sets: Set5, Set14, BSD68 of
