@@ -210,7 +210,7 @@ def references(args: argparse.Namespace, pruned: dict) -> dict:
         if name == "bicubic":
             runner, counts = BicubicRunner(SCALE), {}
         else:
-            net = _model(name.removesuffix(start_tag(args.calib_crops, args.ridge)), args, pruned)
+            net = _model("pruned_start" if name == start else name, args, pruned)
             runner, counts = TorchRunner(deploy_network(net)), size(net)
         print(f"[references] {name} ...", flush=True)
         tic = time.time()
