@@ -67,22 +67,20 @@ def conv_output_quantisers(net) -> list:
     """The activation quantisers of a prepared graph that round a convolution's output which no convolution reads
     (those a convolution returning its int32 sums rescaled to float would not need; a convolution's input stays
     quantised)."""
-    from torch import nn
+    from kit.quant.scheme import conv_nodes
 
-    def conv(node) -> bool:
-        return node.op == "call_module" and isinstance(net.get_submodule(node.target), nn.Conv2d)
-
+    convs = conv_nodes(net.graph, net)
     return [
         net.get_submodule(n.target)
         for n in net.graph.nodes
         if n.op == "call_module"
         and str(n.target).startswith("activation_post_process")
-        and conv(n.args[0])
-        and not any(conv(user) for user in n.users)
+        and n.args[0] in convs
+        and not set(n.users) & convs
     ]
 
 
-def halves(net, sets: dict) -> tuple[dict, dict, dict]:
+def parts_off(net, sets: dict) -> tuple[dict, dict, dict]:
     """The scores with only the weights in int8 (activations float), then only the activations in int8, then
     everything in int8 but the convolutions' outputs (as a convolution that returns its int32 sums rescaled)."""
     weights = [m for n, m in net.named_modules() if n.endswith("weight_fake_quant")]
@@ -194,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
         net, how = fine_tuned(name)
         split = "split" if how["split_concat"] else "whole"
         row = {"label": f"`{name}` (conv_cat {split})", "recipe": how, "psnr": _scores(net.quantised, sets)}
-        row["weights_only"], row["activations_only"], row["outputs_float"] = halves(net.quantised, sets)
+        row["weights_only"], row["activations_only"], row["outputs_float"] = parts_off(net.quantised, sets)
         record["rows"].append(row)
     write_result("qat_tries", record, name="qat_tries", argv=argv, flags=args)
     print(markdown(record))

@@ -1,5 +1,5 @@
 """``python -m bench qat_tries``'s diagnostic of where the INT8 drop lies: the quantisers it switches off are the
-ones it names (every convolution's output quantiser, none of their inputs')."""
+ones it names (a convolution's output quantiser that no convolution reads, never a convolution's input's)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,19 @@ import torch
 
 from bench import qat_tries as bench
 from kit.quant import QATStudent
+from kit.quant.scheme import conv_nodes
 
 SPAN = {"type": "SPANStudent", "num_feat": 8, "num_block": 2, "scale": 2}
 
 
-def test_conv_output_quantisers_are_one_per_convolution_and_only_outputs() -> None:
+def test_conv_output_quantisers_are_outputs_no_convolution_reads() -> None:
     torch.manual_seed(0)
     net = QATStudent(SPAN, split_concat=False).train()
     with torch.no_grad():
         net(torch.rand(2, 3, 12, 12))
     graph = net.quantised
     outputs = {id(m) for m in bench.conv_output_quantisers(graph)}
-    convs = {
-        n
-        for n in graph.graph.nodes
-        if n.op == "call_module" and isinstance(graph.get_submodule(n.target), torch.nn.Conv2d)
-    }
+    convs = conv_nodes(graph.graph, graph)
     quantisers = [
         n for n in graph.graph.nodes if n.op == "call_module" and str(n.target).startswith("activation_post_process")
     ]

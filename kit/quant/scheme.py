@@ -64,7 +64,8 @@ def ort_qconfig(ranges: str = "minmax"):
     return QConfig(activation=activation, weight=weight)
 
 
-def _conv_nodes(graph: fx.Graph, root: nn.Module) -> set[fx.Node]:
+def conv_nodes(graph: fx.Graph, root: nn.Module) -> set[fx.Node]:
+    """The nodes of ``graph`` that call a convolution (``nn.Conv2d``, QAT's included) of ``root``."""
     return {
         n for n in graph.nodes if n.op == "call_module" and isinstance(root.get_submodule(str(n.target)), nn.Conv2d)
     }
@@ -77,7 +78,7 @@ def end_convolutions(net: nn.Module) -> dict[str, list[str]]:
     input and backward from the output, stopping at the first convolution on each path.
     """
     graph = fx.symbolic_trace(net).graph
-    convs = _conv_nodes(graph, net)
+    convs = conv_nodes(graph, net)
     first, frontier, seen = [], [n for n in graph.nodes if n.op == "placeholder"], set()
     while frontier:
         for user in frontier.pop().users:
