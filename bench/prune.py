@@ -66,6 +66,12 @@ ARMS = {
         "cwd_pool",
         "pruned start, pruned_kd + CWD at every block + the teacher pool (8 + 8 crops; distill_pretrained.yml's)",
     ),
+    "pruned_fade": (
+        "pruned",
+        "fade",
+        "the teacher trained at 48 channels with the fade recipe (--fade-steps of the budget), kit-prune to 28, "
+        "then pruned_kd for the rest",
+    ),
 }
 CONTROLS = ("scratch", "pruned_gt", "pruned_kd", "scratch_kd")  # the issue's four arms: the default grid
 LR = {"scratch": 1e-3, "pruned": 2e-4}  # options/student.yml's; options/distill_pruned_span.yml's (a start to keep)
@@ -239,14 +245,23 @@ def run_name(
     return f"prune_{arm}_{steps}{tag}{start}_s{seed}"
 
 
+def fade_tag(args: argparse.Namespace) -> str:
+    """What names a faded start: its steps at full width and their learning rate."""
+    return f"_f{args.fade_steps}" + ("" if args.fade_lr is None else f"lr{args.fade_lr:g}")
+
+
 def _name(arm: str, seed: int, args: argparse.Namespace) -> str:
     start = start_tag(args.calib_crops, args.ridge) if ARMS[arm][0] == "pruned" else ""
+    start += fade_tag(args) if ARMS[arm][1] == "fade" else ""
     return run_name(arm, args.steps, seed, arm_lr(arm, args), args.form, args.lq_size, start)
 
 
 def label(run: dict) -> str:
-    """The arm, and its learning rate when it is not the start's default."""
-    return run["arm"] if run["lr"] == LR[ARMS[run["arm"]][0]] else f"{run['arm']} (lr {run['lr']:g})"
+    """The arm, its learning rate when it is not the start's default, and a faded start's steps at full width."""
+    notes = [] if run["lr"] == LR[ARMS[run["arm"]][0]] else [f"lr {run['lr']:g}"]
+    if run.get("fade"):
+        notes.append(f"{run['fade']['steps']} steps at 48 ch, lr {run['fade']['lr']:g}")
+    return run["arm"] + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def run_options(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict:
@@ -286,6 +301,8 @@ def run_options(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> 
 def _recipe(opt: dict, distil: bool | str) -> None:
     """The pruned_kd options changed into one of the other distillation recipes tried (:data:`ARMS`)."""
     train = opt["train"]
+    if distil == "fade":  # pruned_kd from the faded start (fade_start)
+        return
     if distil == "teacher":
         train.pop("pixel_opt")
     elif distil == "l2":
@@ -320,6 +337,15 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
     if result_path.is_file():
         return json.loads(result_path.read_text())
     opt = run_options(arm, seed, args, pruned)
+    faded = None
+    if ARMS[arm][1] == "fade":  # the start comes from a run at full width; the rest of the budget trains it
+        faded = fade_start(seed, args, pruned)
+        rest = args.steps - args.fade_steps
+        opt["path"]["pretrain_network_g"] = faded["checkpoint"][args.form]
+        opt["train"].update(total_iter=rest, warmup_iter=max(rest // 10, 1))
+        opt["train"]["scheduler"]["periods"] = [rest]
+        opt["val"]["val_freq"] = max(rest // 7, 1)
+        opt["logger"].update(print_freq=max(rest // 10, 1), save_checkpoint_freq=max(rest // 4, 1))
     opt_path = OUT / "opts" / f"{name}.yml"
     opt_path.parent.mkdir(parents=True, exist_ok=True)
     opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
@@ -328,6 +354,11 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
     wall = time.time() - tic
     history = read_history(Path(summary["experiments_root"]) / "history.jsonl")
     curve = {str(r["iter"]): r["psnr"] for r in history if r.get("kind") == "val" and "psnr" in r}
+    if faded:  # the steps at full width come first; the pruned start is where the rest began
+        wall += faded["wall_s"]
+        curve = {str(args.fade_steps): faded["start_val_psnr"]} | {
+            str(int(k) + args.fade_steps): v for k, v in curve.items()
+        }
     runner = TorchRunner(deploy_network(load_student(opt, summary["latest_checkpoint"])[0]))  # fused: as exported
     result = {
         "name": name,
@@ -338,6 +369,7 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
         "form": args.form,
         "lq_size": args.lq_size,
         "start": {"crops": args.calib_crops, "ridge": args.ridge} if ARMS[arm][0] == "pruned" else None,
+        "fade": faded,
         "val_psnr": summary["metrics"]["psnr"],
         "wall_s": round(wall, 1),
         "curve": curve,
@@ -350,6 +382,84 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(result_path)
     return result
+
+
+def fade_options(seed: int, args: argparse.Namespace, pruned: dict, teacher: str, teacher_args: dict) -> dict:
+    """The options of a faded start's steps at full width: pruned_kd's data, losses and seed; the teacher itself
+    (``teacher``: its deployed weights) as the student, ``train.recipes.fade`` to 28 channels over the first 70% of
+    ``--fade-steps``, no EMA (kit-prune reads the weights themselves)."""
+    steps = args.fade_steps
+    lr = arm_lr("pruned_fade", args) if args.fade_lr is None else args.fade_lr
+    opt = run_options("pruned_kd", seed, args, pruned)
+    opt["name"] = f"prune_fadestart_f{steps}_lr{lr:g}_lq{args.lq_size}{start_tag(args.calib_crops, args.ridge)}_s{seed}"
+    opt["network_g"] = {"type": "SPANStudent", **teacher_args, "deploy": True}
+    opt["path"]["pretrain_network_g"] = teacher
+    train = opt["train"]
+    train.update(total_iter=steps, warmup_iter=max(steps // 10, 1), ema_decay=0)
+    train["optim_g"]["lr"] = lr
+    train["scheduler"]["periods"] = [steps]
+    train["recipes"] = {"fade": {"width": WIDTH, "end_iter": max(int(0.7 * steps), 1)}}  # then 30% at 28 channels
+    opt["val"]["val_freq"] = max(steps // 3, 1)
+    opt["logger"].update(print_freq=max(steps // 10, 1), save_checkpoint_freq=max(steps // 2, 1))
+    return opt
+
+
+def fade_start(seed: int, args: argparse.Namespace, pruned: dict) -> dict:
+    """The teacher trained ``--fade-steps`` at full width with ``train.recipes.fade`` (:func:`fade_options`), then
+    cut to 28 channels by kit-prune (its defaults, calibrated on the training photos): the start of ``pruned_fade``.
+    Stored once per setting and seed."""
+    import yaml
+
+    from kit.checkpoint import extract_state_dict, load_checkpoint, save_atomic
+    from kit.cli.train import parse_args
+    from kit.prune import PruneSettings, PruneTarget, prune_teacher
+    from kit.prune.calibration import calibration_crops
+    from kit.prune.families import get_family
+    from kit.prune.procedure import teacher_arguments
+    from kit.run import run_training
+    from kit.runners import TorchRunner
+
+    if not 0 < args.fade_steps < args.steps:
+        raise SystemExit(f"python -m bench prune: --fade-steps {args.fade_steps} must be between 0 and --steps")
+    state = extract_state_dict(load_checkpoint(args.teacher))
+    family = get_family("SPANStudent")
+    teacher_args = teacher_arguments(family.name, state, {})
+    teacher_path = OUT / "span48_deployed.safetensors"  # kit-prune --width 48 --form deployed --no-refit: the same
+    if not teacher_path.is_file():
+        teacher = family.deployed_teacher(state, teacher_args)
+        save_atomic({k: v.detach().clone() for k, v in teacher.state_dict().items()}, teacher_path)
+    opt = fade_options(seed, args, pruned, str(teacher_path), teacher_args)
+    name = opt["name"]
+    record_path = OUT / "fade" / f"{name}.json"
+    if record_path.is_file():
+        return json.loads(record_path.read_text())
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    opt_path = OUT / "opts" / f"{name}.yml"
+    opt_path.parent.mkdir(parents=True, exist_ok=True)
+    opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    tic = time.time()
+    summary = run_training(parse_args(["-opt", str(opt_path), "--auto_resume"]), root=OUT, console=False)
+    faded = extract_state_dict(load_checkpoint(summary["latest_checkpoint"]), "params")
+    inputs = calibration_crops(args.data / "HR", SCALE, args.calib_crops, 48, 0)
+    settings = PruneSettings(PruneTarget(width=WIDTH, input_size=(256, 256)), ridge=args.ridge)
+    result = prune_teacher(family.name, faded, inputs, settings)
+    wall = time.time() - tic
+    paths = {}
+    for form in ("trainable", "deployed"):
+        paths[form] = str(OUT / "fade" / f"{name}_{form}.safetensors")
+        save_atomic(result.network_g(form)[1], paths[form])
+    record = {
+        "name": name,
+        "steps": args.fade_steps,
+        "lr": opt["train"]["optim_g"]["lr"],
+        "wall_s": round(wall, 1),
+        "full_width_val_psnr": summary["metrics"]["psnr"],  # the faded network at 48 channels
+        "start_val_psnr": val_score(TorchRunner(result.deployed)),  # after kit-prune: the rest starts here
+        "start_tests": test_scores(TorchRunner(result.deployed), args.benchmarks),
+        "checkpoint": paths,
+    }
+    record_path.write_text(json.dumps(record, indent=1))
+    return record
 
 
 # --------------------------------------------------------------------- export
@@ -455,12 +565,12 @@ def markdown(record: dict, page: Path | None = None) -> str:
         "pruned_start": "pruned start, before training",
         "bicubic": "bicubic",
     }
-    for name, label in labels.items():
+    for name, title in labels.items():
         r = refs.get(name)
         if r:
             size_cells = [f"{r['params']:,}", f"{r['gmacs']:.3f}"] if "params" in r else ["", ""]
             scores = [_cell(r, n, "psnr_y") for n in TEST_SETS] + [_cell(r, n, "psnr_rgb") for n in TEST_SETS]
-            lines.append(f"| {label} | " + " | ".join(size_cells + scores + [f"{r['val_psnr']:.3f}", ""]) + " |")
+            lines.append(f"| {title} | " + " | ".join(size_cells + scores + [f"{r['val_psnr']:.3f}", ""]) + " |")
     pruned = record["pruned"]
     for arm, row in arms.items():
         scores = [_cell(row, n, "psnr_y") for n in TEST_SETS] + [_cell(row, n, "psnr_rgb") for n in TEST_SETS]
@@ -488,6 +598,22 @@ def markdown(record: dict, page: Path | None = None) -> str:
             "",
             f"Learning rates, chosen on the validation photos only ({pilots[0]['steps']}-step pilots, seed "
             f"{pilots[0]['seed']}, val PSNR-Y): " + "; ".join(f"`{a}` {', '.join(v)}" for a, v in by_arm.items()) + ".",
+        ]
+    faded = {label(r): [] for r in record.get("runs", []) if r.get("fade")}
+    for r in record.get("runs", []):
+        if r.get("fade"):
+            faded[label(r)].append(r["fade"])
+    if faded:
+        starts = "; ".join(
+            f"`{key}` val {statistics.mean(f['start_val_psnr'] for f in fs):.3f}, Set5 "
+            f"{statistics.mean(f['start_tests']['Set5']['psnr_y'] for f in fs):.3f}"
+            for key, fs in faded.items()
+        )
+        text += [
+            "",
+            "Faded starts, where the rest of the budget began (the teacher after its steps at 48 channels with "
+            f"`train.recipes.fade`, cut to 28 by kit-prune; PSNR-Y, mean over seeds): {starts}. The curves of the "
+            "faded arms begin there.",
         ]
     steps = record.get("step_seconds")
     if steps:
@@ -526,7 +652,7 @@ def plot(runs: list[dict], refs: dict, path: Path) -> None:
         arm = rs[0]["arm"]
         steps = sorted({int(k) for r in rs for k in r["curve"]})
         means = [statistics.mean(r["curve"][str(k)] for r in rs if str(k) in r["curve"]) for k in steps]
-        if ARMS[arm][0] == "pruned" and "pruned_start" in refs:
+        if ARMS[arm][0] == "pruned" and "pruned_start" in refs and not rs[0].get("fade"):  # a faded start: its own
             steps, means = [0, *steps], [refs["pruned_start"]["val_psnr"], *means]
         ax.plot(steps, means, marker="o", markersize=3, label=key, linestyle="-" if ARMS[arm][1] else "--")
     if "ntire_baseline" in refs:
@@ -580,6 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", action="store_true", help="export.py's gates on pruned_kd (first seed)")
     p.add_argument("--calib-crops", type=int, default=START["crops"], help="kit-prune --crops of the pruned start")
     p.add_argument("--ridge", type=float, default=START["ridge"], help="kit-prune --ridge of the pruned start")
+    p.add_argument(
+        "--fade-steps", type=int, default=1500, help="pruned_fade: steps of the budget trained at full width (1500)"
+    )
+    p.add_argument("--fade-lr", type=float, help="pruned_fade: Adam lr of the steps at full width (default the arm's)")
     return p
 
 

@@ -68,6 +68,36 @@ def test_a_pruned_start_other_than_kit_prunes_defaults_is_named_apart(tmp_path) 
     assert bench._wanted({**stored, "arm": "scratch", "start": None}, args, 8)  # a random start: every table
 
 
+def test_a_faded_start_trains_the_teacher_at_full_width_then_the_rest_of_the_budget_is_pruned_kd(tmp_path) -> None:
+    args = _args(tmp_path, "--fade-steps", "6", "--fade-lr", "1e-4")
+    pruned = {"checkpoint": str(tmp_path / "span28.safetensors")}
+    teacher = {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 48, "num_block": 6}
+    opt = bench.fade_options(0, args, pruned, str(tmp_path / "span48.safetensors"), teacher)
+    check_options(opt, "fade")
+    assert opt["network_g"] == {"type": "SPANStudent", **teacher, "deploy": True}
+    assert opt["path"]["pretrain_network_g"] == str(tmp_path / "span48.safetensors")
+    train = opt["train"]
+    assert train["recipes"] == {"fade": {"width": bench.WIDTH, "end_iter": 4}} and train["ema_decay"] == 0
+    assert train["total_iter"] == 6 and train["optim_g"]["lr"] == 1e-4 and "distill" in train
+    kd = bench.run_options("pruned_kd", 0, args, pruned)
+    assert opt["datasets"] == kd["datasets"] and opt["manual_seed"] == kd["manual_seed"]
+    assert opt["name"] == "prune_fadestart_f6_lr0.0001_lq16_s0"
+    assert bench.run_options("pruned_fade", 0, args, pruned)["name"] == "prune_pruned_fade_8_lq16_f6lr0.0001_s0"
+    run = _run("pruned_fade", 0, 31.0) | {"fade": {"steps": 6, "lr": 1e-4, "start_val_psnr": 30.5}}
+    run["fade"]["start_tests"] = {"Set5": {"psnr_y": 30.9}}
+    assert bench.label(run) == "pruned_fade (6 steps at 48 ch, lr 0.0001)"
+    record = {
+        "setting": {"steps": 8, "batch": 4, "lq_size": 16, "seeds": [0], "data": "photos"},
+        "references": {},
+        "pruned": {"params": 150_688, "gmacs": 9.8338},
+        "runs": [run],
+        "arms": bench.summarize([run]),
+        "total_min": 3.0,
+    }
+    text = bench.markdown(record)
+    assert "`pruned_fade (6 steps at 48 ch, lr 0.0001)` val 30.500, Set5 30.900" in text
+
+
 def test_the_deployed_form_trains_every_arm_as_plain_convolutions_from_the_same_pruned_function(tmp_path) -> None:
     import torch
 

@@ -132,7 +132,7 @@ def test_every_recipe_is_registered_under_its_key_with_a_strict_constructor() ->
     import inspect
 
     keys = RECIPE_REGISTRY.keys()
-    assert sorted(keys) == ["balance", "contrast", "mix", "mixing", "pool", "upcycle"]
+    assert sorted(keys) == ["balance", "contrast", "fade", "mix", "mixing", "pool", "upcycle"]
     for key in keys:
         cls = RECIPE_REGISTRY.get(key)
         assert issubclass(cls, Recipe) and cls.key == key

@@ -332,6 +332,10 @@ class DistillModel(KitSRModel):
         return {"l_out": self.cri_out(output, t_target)}
 
     # --------------------------------------------------------- state / resume
+    def after_optimizer_step(self, current_iter: int) -> None:
+        """The recipes that change the weights after the step (the channel fade)."""
+        self.recipes.after_step(current_iter)
+
     def extra_training_state(self) -> dict:
         bare = self.get_bare_model(self.connectors)
         state = {"connectors": {k: v.detach().cpu() for k, v in bare.state_dict().items()}}

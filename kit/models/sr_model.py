@@ -172,12 +172,16 @@ class KitSRModel(SafeModelIO, SRModel):
         else:
             l_total.backward()
             self.optimizer_g.step()
+        self.after_optimizer_step(current_iter)
         loss_dict["l_total"] = l_total.detach()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             # Warm-up (as TF's ExponentialMovingAverage with num_updates): at decay 0.999 a plain EMA is
             # still ~90% the random init after 100 iters, which short CPU runs would validate and export.
             self.model_ema(decay=min(self.ema_decay, (1 + current_iter) / (10 + current_iter)))
+
+    def after_optimizer_step(self, current_iter: int) -> None:
+        """After the optimiser's step, before the EMA update (the distillation model's recipes act here)."""
 
     # ---------------------------------------------------------------- inference
     def eval_network(self) -> torch.nn.Module:

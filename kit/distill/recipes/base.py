@@ -2,7 +2,8 @@
 
 A recipe is a class registered under its options key; its constructor arguments are its options (strict, no
 ``**kwargs``), checked by :mod:`kit.registry` like every ``type:`` mapping, with the closest name on a typo. A
-recipe changes the pixel loss's target, scales the feature pairs, and/or adds loss terms::
+recipe changes the pixel loss's target, scales the feature pairs, adds loss terms and/or changes the weights after
+each step (:meth:`Recipe.after_step`)::
 
     @RECIPE_REGISTRY.register("sharpen")
     @dataclass(eq=False)
@@ -132,6 +133,9 @@ class Recipe:
         """Loss terms added this step, by log key (``l_<name>``)."""
         return {}
 
+    def after_step(self, current_iter: int) -> None:
+        """After the optimiser's step at ``current_iter``, before the EMA update: it may change the weights."""
+
     def gt_use(self) -> str | None:
         """What of the ground truth it reads (refused on a GT-free run), or ``None``."""
         return None
@@ -195,6 +199,11 @@ class Recipes:
             if recipe.after_pairs == after_pairs:
                 out.update(recipe.terms(step))
         return out
+
+    def after_step(self, current_iter: int) -> None:
+        """See :meth:`Recipe.after_step`."""
+        for recipe in self.active:
+            recipe.after_step(current_iter)
 
     def hooking_teacher(self) -> list[str]:
         """Keys of the recipes that hook the teacher's forward per step."""
