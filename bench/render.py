@@ -403,6 +403,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
             "prune_long_trainable",
             "prune_start_tries",
             "prune_15k",
+            "prune_fade",
         )
     },
     "recipes-cpu": recipes_cpu,

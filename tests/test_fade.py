@@ -25,6 +25,7 @@ def _options(bundled_root, tmp_path, network_g: dict, **fade) -> dict:
     opt["network_g"] = dict(network_g)
     opt["train"]["distill"] = {"output": {"loss": {"type": "L1Loss", "loss_weight": 1.0}}}
     opt["train"]["recipes"] = {"fade": {"width": 5, "end_iter": 4, **fade}}
+    opt["train"]["ema_decay"] = 0
     return opt
 
 
@@ -88,4 +89,12 @@ def test_the_cut_is_kept_in_the_resume_state() -> None:
 def test_a_network_that_cannot_be_faded_is_refused_in_one_line(bundled_root, tmp_path, network_g, message) -> None:
     with pytest.raises(OptionsKeyError, match=message) as err:
         build(_options(bundled_root, tmp_path, network_g), tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_an_ema_is_refused_in_one_line(bundled_root, tmp_path) -> None:
+    opt = _options(bundled_root, tmp_path, {**SPAN, "deploy": True})
+    opt["train"]["ema_decay"] = 0.999
+    with pytest.raises(OptionsKeyError, match="needs train:ema_decay: 0") as err:
+        build(opt, tmp_path)
     assert "\n" not in str(err.value)

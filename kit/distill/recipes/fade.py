@@ -103,6 +103,11 @@ class ChannelFade(Recipe):
                 "train:recipes:fade needs network_g in its plain-convolution form: set network_g:deploy: true "
                 f"({family.name}'s re-parameterisable branches cannot be faded channel by channel)"
             )
+        if float(host.opt["train"].get("ema_decay", 0) or 0) > 0:
+            raise OptionsKeyError(
+                "train:recipes:fade needs train:ema_decay: 0 (kit-prune reads the weights themselves; an EMA lags the "
+                "fade and keeps the cut channels alive)"
+            )
         self.net = host.get_bare_model(host.net_g)
 
     def _bind_slices(self, example: torch.Tensor) -> None:
