@@ -78,28 +78,42 @@ LR = {"scratch": 1e-3, "pruned": 2e-4}  # options/student.yml's; options/distill
 
 
 # ------------------------------------------------------------------ the start
-START = {"crops": 48, "ridge": 0.1}  # kit-prune's calibration crops and refit ridge (its defaults): the first start
+# kit-prune's calibration crops, refit ridge and channel criterion (its defaults): the first start
+START = {"crops": 48, "ridge": 0.1, "importance": "energy"}
 
 
-def start_tag(crops: int, ridge: float) -> str:
+def start_tag(crops: int, ridge: float, importance: str = START["importance"]) -> str:
     """What names a pruned start other than kit-prune's defaults (files, run names, references)."""
-    return "" if (crops, ridge) == (START["crops"], START["ridge"]) else f"_c{crops}_r{ridge:g}"
+    tag = "" if (crops, ridge) == (START["crops"], START["ridge"]) else f"_c{crops}_r{ridge:g}"
+    return tag + ("" if importance == START["importance"] else f"_{importance}")
 
 
-def prune_start(teacher: Path, data: Path, crops: int = START["crops"], ridge: float = START["ridge"]) -> dict:
-    """``kit-prune --width 28 --crops C --ridge R`` of the teacher, calibrated on the training photos (stored once)."""
-    tag = start_tag(crops, ridge)
+def args_start(args: argparse.Namespace) -> dict:
+    """The pruned start this command's flags name (``--calib-crops``, ``--ridge``, ``--importance``)."""
+    return {"crops": args.calib_crops, "ridge": args.ridge, "importance": args.importance}
+
+
+def prune_start(
+    teacher: Path,
+    data: Path,
+    crops: int = START["crops"],
+    ridge: float = START["ridge"],
+    importance: str = START["importance"],
+) -> dict:
+    """``kit-prune --width 28 --crops C --ridge R --importance I`` of the teacher, calibrated on the training photos
+    (stored once)."""
+    tag = start_tag(crops, ridge, importance)
     record_path = OUT / f"pruned{tag}.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
     from kit.checkpoint import extract_state_dict, load_checkpoint, save_atomic
     from kit.prune import PruneSettings, PruneTarget, prune_teacher
-    from kit.prune.calibration import calibration_crops
+    from kit.prune.calibration import calibration_pairs
 
     tic = time.time()
-    inputs = calibration_crops(data / "HR", SCALE, crops, 48, 0)
-    settings = PruneSettings(PruneTarget(width=WIDTH, input_size=(256, 256)), ridge=ridge)
-    result = prune_teacher("SPANStudent", extract_state_dict(load_checkpoint(teacher)), inputs, settings)
+    inputs, hr = calibration_pairs(data / "HR", SCALE, crops, 48, 0)
+    settings = PruneSettings(PruneTarget(width=WIDTH, input_size=(256, 256)), importance=importance, ridge=ridge)
+    result = prune_teacher("SPANStudent", extract_state_dict(load_checkpoint(teacher)), inputs, settings, targets=hr)
     checkpoint = OUT / f"span28_pruned{tag}.safetensors"
     save_atomic(result.state, checkpoint)
     record = {
@@ -109,7 +123,7 @@ def prune_start(teacher: Path, data: Path, crops: int = START["crops"], ridge: f
         "gmacs": result.gmacs,
         "max_difference": result.max_difference,
         "seconds": round(time.time() - tic, 1),
-        "calibration": {"crops": crops, "ridge": ridge},
+        "calibration": {"crops": crops, "ridge": ridge, "importance": importance},
     }
     record_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=1))
@@ -209,7 +223,7 @@ def references(args: argparse.Namespace, pruned: dict) -> dict:
     from kit.archs import deploy_network
     from kit.runners import BicubicRunner, TorchRunner
 
-    start = "pruned_start" + start_tag(args.calib_crops, args.ridge)
+    start = "pruned_start" + start_tag(**args_start(args))
     for name in ("ntire_baseline", "teacher", start, "bicubic"):
         if name in refs:
             continue
@@ -251,7 +265,7 @@ def fade_tag(args: argparse.Namespace) -> str:
 
 
 def _name(arm: str, seed: int, args: argparse.Namespace) -> str:
-    start = start_tag(args.calib_crops, args.ridge) if ARMS[arm][0] == "pruned" else ""
+    start = start_tag(**args_start(args)) if ARMS[arm][0] == "pruned" else ""
     start += fade_tag(args) if ARMS[arm][1] == "fade" else ""
     return run_name(arm, args.steps, seed, arm_lr(arm, args), args.form, args.lq_size, start)
 
@@ -368,7 +382,7 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
         "lr": opt["train"]["optim_g"]["lr"],
         "form": args.form,
         "lq_size": args.lq_size,
-        "start": {"crops": args.calib_crops, "ridge": args.ridge} if ARMS[arm][0] == "pruned" else None,
+        "start": args_start(args) if ARMS[arm][0] == "pruned" else None,
         "fade": faded,
         "val_psnr": summary["metrics"]["psnr"],
         "wall_s": round(wall, 1),
@@ -391,7 +405,7 @@ def fade_options(seed: int, args: argparse.Namespace, pruned: dict, teacher: str
     steps = args.fade_steps
     lr = arm_lr("pruned_fade", args) if args.fade_lr is None else args.fade_lr
     opt = run_options("pruned_kd", seed, args, pruned)
-    opt["name"] = f"prune_fadestart_f{steps}_lr{lr:g}_lq{args.lq_size}{start_tag(args.calib_crops, args.ridge)}_s{seed}"
+    opt["name"] = f"prune_fadestart_f{steps}_lr{lr:g}_lq{args.lq_size}{start_tag(**args_start(args))}_s{seed}"
     opt["network_g"] = {"type": "SPANStudent", **teacher_args, "deploy": True}
     opt["path"]["pretrain_network_g"] = teacher
     train = opt["train"]
@@ -413,7 +427,7 @@ def fade_start(seed: int, args: argparse.Namespace, pruned: dict) -> dict:
     from kit.checkpoint import extract_state_dict, load_checkpoint, save_atomic
     from kit.cli.train import parse_args
     from kit.prune import PruneSettings, PruneTarget, prune_teacher
-    from kit.prune.calibration import calibration_crops
+    from kit.prune.calibration import calibration_pairs
     from kit.prune.families import get_family
     from kit.prune.procedure import teacher_arguments
     from kit.run import run_training
@@ -440,9 +454,10 @@ def fade_start(seed: int, args: argparse.Namespace, pruned: dict) -> dict:
     tic = time.time()
     summary = run_training(parse_args(["-opt", str(opt_path), "--auto_resume"]), root=OUT, console=False)
     faded = extract_state_dict(load_checkpoint(summary["latest_checkpoint"]), "params")
-    inputs = calibration_crops(args.data / "HR", SCALE, args.calib_crops, 48, 0)
-    settings = PruneSettings(PruneTarget(width=WIDTH, input_size=(256, 256)), ridge=args.ridge)
-    result = prune_teacher(family.name, faded, inputs, settings)
+    inputs, hr = calibration_pairs(args.data / "HR", SCALE, args.calib_crops, 48, 0)
+    target = PruneTarget(width=WIDTH, input_size=(256, 256))
+    settings = PruneSettings(target, importance=args.importance, ridge=args.ridge)
+    result = prune_teacher(family.name, faded, inputs, settings, targets=hr)
     wall = time.time() - tic
     paths = {}
     for form in ("trainable", "deployed"):
@@ -546,10 +561,10 @@ def _gates(gates: dict) -> str:
 
 def _start_note(start: dict | None) -> str:
     """The pruned start, where it is not kit-prune's defaults."""
-    if not start or (start["crops"], start["ridge"]) == (START["crops"], START["ridge"]):
-        return ""
-    flags = f"--crops {start['crops']} --ridge {start['ridge']:g}"
-    return f" Pruned start: `kit-prune {flags}` (calibrated on the training photos)."
+    start = START | (start or {})
+    flags = [f"--{k} {start[k]:g}" for k in ("crops", "ridge") if start[k] != START[k]]
+    flags += [f"--importance {start['importance']}"] * (start["importance"] != START["importance"])
+    return f" Pruned start: `kit-prune {' '.join(flags)}` (calibrated on the training photos)." if flags else ""
 
 
 def markdown(record: dict, page: Path | None = None) -> str:
@@ -707,6 +722,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-crops", type=int, default=START["crops"], help="kit-prune --crops of the pruned start")
     p.add_argument("--ridge", type=float, default=START["ridge"], help="kit-prune --ridge of the pruned start")
     p.add_argument(
+        "--importance",
+        choices=("energy", "taylor", "l1"),
+        default=START["importance"],
+        help="kit-prune --importance of the pruned start",
+    )
+    p.add_argument(
         "--fade-steps", type=int, default=1500, help="pruned_fade: steps of the budget trained at full width (1500)"
     )
     p.add_argument("--fade-lr", type=float, help="pruned_fade: Adam lr of the steps at full width (default the arm's)")
@@ -725,8 +746,8 @@ def train_grid(args: argparse.Namespace, pruned: dict) -> None:
 def _setting(run: dict) -> tuple:
     """A stored run's steps, form, LR crop size and pruned start (runs from before those flags: trainable, 32,
     kit-prune's defaults); a random start's runs belong to every start's table."""
-    start = run.get("start") or START
-    start = None if run["arm"] not in ARMS or ARMS[run["arm"]][0] != "pruned" else (start["crops"], start["ridge"])
+    start = START | (run.get("start") or {})
+    start = None if run["arm"] not in ARMS or ARMS[run["arm"]][0] != "pruned" else tuple(start[k] for k in START)
     return run["steps"], run.get("form", "trainable"), run.get("lq_size", 32), start
 
 
@@ -734,7 +755,7 @@ def _wanted(run: dict, args: argparse.Namespace, steps: int) -> bool:
     """Whether a stored run is of this command's setting (at ``steps``: the grid's or the pilots')."""
     steps_, form, lq, start = _setting(run)
     here = (steps, args.form, args.lq_size)
-    return (steps_, form, lq) == here and start in (None, (args.calib_crops, args.ridge))
+    return (steps_, form, lq) == here and start in (None, tuple(args_start(args).values()))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -745,7 +766,7 @@ def main(argv: list[str] | None = None) -> dict:
     from kit.data import bundled
 
     bundled.build()
-    pruned = prune_start(args.teacher, args.data, args.calib_crops, args.ridge)
+    pruned = prune_start(args.teacher, args.data, **args_start(args))
     refs = references(args, pruned)
     if not args.report:
         train_grid(args, pruned)
@@ -760,7 +781,7 @@ def main(argv: list[str] | None = None) -> dict:
             "seeds": args.seeds,
             "data": args.data.name,
             "form": args.form,
-            "start": {"crops": args.calib_crops, "ridge": args.ridge},
+            "start": args_start(args),
         },
         "pruned": pruned,
         "references": refs,

@@ -84,6 +84,33 @@ def test_the_refit_brings_the_cut_network_closer_to_the_teacher() -> None:
     assert errors[True] < 0.5 * errors[False]
 
 
+def test_taylor_cuts_a_channel_that_carries_nothing_first_and_needs_the_hr_crops() -> None:
+    from kit.prune.graph import channel_groups, taylor_importance
+
+    teacher, crops = _span(num_feat=8).eval(), _crops()
+    targets = torch.nn.functional.interpolate(crops, scale_factor=4, mode="bicubic", align_corners=False)
+    net = teacher.fuse()  # the deployed form kit-prune scores
+    group = next(g for g in channel_groups(net, crops[:1]) if g.root == "conv_1.eval_conv")  # the residual stream
+    params = dict(net.named_parameters())
+    with torch.no_grad():  # channel 3 of the residual stream: every weight coupled to it set to zero
+        for item in group.items:
+            idx = [i for i, r in zip(item.idxs, item.root_idxs) if r == 3]
+            weight = params[f"{item.module}.weight"]
+            weight[(idx,) if item.kind == "out" else (slice(None), idx)] = 0
+            if item.kind == "out" and f"{item.module}.bias" in params:
+                params[f"{item.module}.bias"][idx] = 0
+    scores = taylor_importance(net, crops, targets, batch=3)
+    assert set(scores) == {g.root for g in channel_groups(net, crops[:1])}  # one score per channel of every group
+    assert float(scores["conv_1.eval_conv"][3]) == 0.0 and int(scores["conv_1.eval_conv"].argmin()) == 3
+    settings = PruneSettings(PruneTarget(width=7, input_size=(16, 16)), importance="taylor", refit=False, batch=3)
+    result = prune_teacher("SPANStudent", net.state_dict(), crops, settings, targets=targets)
+    kept = [0, 1, 2, 4, 5, 6, 7]  # the residual stream loses the channel that carried nothing (no refit: as cut)
+    torch.testing.assert_close(result.deployed.conv_1.eval_conv.weight, net.conv_1.eval_conv.weight[kept])
+    SPANStudent(num_feat=7, num_block=2).load_state_dict(result.state, strict=True)
+    with pytest.raises(ValueError, match="importance 'taylor' needs the calibration crops' HR crops"):
+        prune_teacher("SPANStudent", net.state_dict(), crops, settings)
+
+
 def test_dropping_blocks_gives_the_shallower_student() -> None:
     result = prune_teacher("SPANStudent", _span(num_block=3).state_dict(), _crops(), _settings(width=8, blocks=2))
     assert len(result.kept_blocks) == 2

@@ -36,7 +36,7 @@ __all__ = ["build_parser", "main", "psnr_y"]
 
 # kit.prune's families and criteria (tests/test_help.py checks them): the parser imports no torch.
 FAMILY_NAMES = ("RLFNStudent", "SPANStudent")
-CRITERIA = ("energy", "l1")
+CRITERIA = ("energy", "taylor", "l1")
 FORMS = ("trainable", "deployed")
 EXAMPLES = """examples:
   kit-prune --teacher spanx4_ch48.safetensors --family SPANStudent --width 28 --out pruned.safetensors
@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="photos for calibration (default: the bundled train photos, built if missing)")
     p.add_argument("--crops", type=int, default=48, help="calibration crops (default 48)")
     p.add_argument("--crop-size", type=int, default=48, help="LR side of a calibration crop (default 48)")
-    p.add_argument("--importance", choices=CRITERIA, default="energy", help="channel criterion (default energy)")
+    p.add_argument(
+        "--importance",
+        choices=CRITERIA,
+        default="energy",
+        help="channel criterion: energy (activations, default), taylor (first-order, L1 to the HR crops), l1",
+    )
     p.add_argument("--no-refit", action="store_true", help="skip the least-squares refit (to measure its effect)")
     p.add_argument("--ridge", type=float, default=0.1, help="refit ridge toward the teacher, relative (0.1)")
     p.add_argument("--img-residual", help="RLFNStudent only: the teacher's img_residual (not in its weights)")
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     kit.install()  # compat + registries, once the arguments are parsed
     from kit.checkpoint import CheckpointError, extract_state_dict, load_checkpoint, save_atomic
     from kit.prune import PruneSettings, PruneTarget, PruneTargetError, prune_teacher
-    from kit.prune.calibration import calibration_crops
+    from kit.prune.calibration import calibration_pairs
     from kit.prune.procedure import teacher_arguments
 
     target = PruneTarget(args.width, args.blocks, args.max_params, args.max_gmacs, args.input_size)
@@ -149,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         state = extract_state_dict(load_checkpoint(args.teacher), args.param_key)
         scale = int(teacher_arguments(args.family, state, options)["scale"])
-        crops = calibration_crops(_data_folder(args.data), scale, args.crops, args.crop_size, args.seed)
-        result = prune_teacher(args.family, state, crops, settings)
+        crops, hr = calibration_pairs(_data_folder(args.data), scale, args.crops, args.crop_size, args.seed)
+        result = prune_teacher(args.family, state, crops, settings, targets=hr)
     except (PruneTargetError, CheckpointError, ValueError) as err:
         print(f"kit-prune: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
         return 2

@@ -15,11 +15,18 @@ from torch import Tensor
 
 from kit.images import IMAGE_EXTENSIONS, list_images, read_image
 
-__all__ = ["calibration_crops"]
+__all__ = ["calibration_crops", "calibration_pairs"]
 
 
 def calibration_crops(folder: str | os.PathLike, scale: int, count: int = 48, size: int = 48, seed: int = 0) -> Tensor:
-    """``(count, 3, size, size)`` LR crops in [0, 1] from the photos in ``folder``.
+    """``(count, 3, size, size)`` LR crops in [0, 1] from the photos in ``folder`` (:func:`calibration_pairs`)."""
+    return calibration_pairs(folder, scale, count, size, seed)[0]
+
+
+def calibration_pairs(
+    folder: str | os.PathLike, scale: int, count: int = 48, size: int = 48, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """``(count, 3, size, size)`` LR crops in [0, 1] from the photos in ``folder``, and their HR crops.
 
     Args:
         folder: Photos (HR); each must be at least ``size·scale`` pixels on both sides to be used.
@@ -42,12 +49,14 @@ def calibration_crops(folder: str | os.PathLike, scale: int, count: int = 48, si
             f"pixels: give --data a folder of larger photos, or a smaller --crop-size"
         )
     rng = np.random.default_rng(seed)
-    crops = []
+    crops, hrs = [], []
     for i in range(count):
         img = images[i % len(images)]
         top = int(rng.integers(0, img.shape[0] - side + 1))
         left = int(rng.integers(0, img.shape[1] - side + 1))
-        crop = imresize(img[top : top + side, left : left + side], 1 / scale)
+        hr = img[top : top + side, left : left + side]
+        crop = imresize(hr, 1 / scale)
         crop = np.round(np.clip(crop, 0.0, 1.0) * 255.0) / 255.0  # 8-bit, as an LR_bicubic PNG
         crops.append(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))).float())
-    return torch.stack(crops)
+        hrs.append(torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1))).float())
+    return torch.stack(crops), torch.stack(hrs)

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ChannelGroup", "GroupItem", "channel_groups", "choose_blocks", "conv_names", "prune_groups", "with_blocks"]
+__all__ = [
+    "ChannelGroup",
+    "GroupItem",
+    "channel_groups",
+    "choose_blocks",
+    "conv_names",
+    "prune_groups",
+    "taylor_importance",
+    "with_blocks",
+]
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,42 @@ def channel_groups(net: nn.Module, example: Tensor) -> list[ChannelGroup]:
             items.append(GroupItem(names[module], kind, tuple(item.idxs), tuple(item.root_idxs)))
         groups.append(ChannelGroup(items[0].module, len(items[0].idxs), tuple(items)))
     return groups
+
+
+def taylor_importance(net: nn.Module, crops: Tensor, targets: Tensor, batch: int = 8) -> dict[str, Tensor]:
+    """First-order Taylor importance of every channel group (by root conv name), from torch-pruning.
+
+    Molchanov et al., "Importance Estimation for Neural Network Pruning", CVPR 2019, as torch-pruning's
+    ``GroupTaylorImportance`` computes it over a group: ``|w · dL/dw|`` summed over each channel's weights in every
+    conv of the group, where ``L`` is the L1 loss of ``net`` to the HR crops ``targets`` (the training loss),
+    accumulated over ``crops``. A copy of ``net`` is scored; ``net`` is left unchanged.
+
+    Args:
+        net: The network (deployed, plain convs).
+        crops: LR crops ``(N, C, h, w)``.
+        targets: Their HR crops ``(N, C, s·h, s·w)``.
+        batch: Crops per forward pass.
+    """
+    import torch_pruning as tp
+
+    scored = copy.deepcopy(net).float().eval()
+    for param in scored.parameters():
+        param.requires_grad_(True)
+        param.grad = None
+    with torch.enable_grad():
+        for start in range(0, crops.shape[0], batch):
+            x, y = crops[start : start + batch], targets[start : start + batch]
+            loss = (scored(x) - y).abs().mean() * (x.shape[0] / crops.shape[0])
+            loss.backward()
+    names = conv_names(scored)
+    graph = _graph(scored, crops[:1])
+    criterion = tp.importance.GroupTaylorImportance()
+    scores = {}
+    for group in graph.get_all_groups(ignored_layers=[_image_conv(scored)], root_module_types=[nn.Conv2d]):
+        value = criterion(group)
+        if value is not None:
+            scores[names[group[0].dep.target.module]] = value.detach().double().cpu()
+    return scores
 
 
 def prune_groups(net: nn.Module, example: Tensor, keep: Mapping[str, Sequence[int]]) -> nn.Module:

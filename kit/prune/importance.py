@@ -5,8 +5,12 @@
   residual stream is scored where it is read, after each block's attention). Each conv's scores are divided by
   their mean so every conv in the group votes with the same weight, then summed onto the root's channels.
   Measured with ``kit-prune --family SPANStudent --width 28`` on the official SPAN ch48 (48 crops of the bundled
-  train photos), Set5 PSNR-Y before any training: energy + refit 30.03 dB, ``l1`` + refit 16.68; without the
-  refit, energy 17.69, ``l1`` 8.23.
+  train photos), Set5 PSNR-Y before any training: energy + refit 30.03 dB, ``taylor`` + refit 30.56, ``l1`` + refit
+  16.68; without the refit, energy 17.69, ``taylor`` 23.99, ``l1`` 8.23. What each start gives after training:
+  docs/pruning.md.
+* ``taylor``: first-order Taylor importance of the L1 loss to the HR crops (Molchanov et al., CVPR 2019; torch-pruning's
+  ``GroupTaylorImportance``, :func:`kit.prune.graph.taylor_importance`): how much the loss would change, to first
+  order, without each channel's weights. Needs the calibration photos' HR crops.
 * ``l1``: the L1 norm of each producer's filter (Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017),
   normalised and summed the same way; the naive baseline.
 """
@@ -22,7 +26,7 @@ from kit.prune.graph import ChannelGroup, conv_names
 
 __all__ = ["CRITERIA", "ChannelEnergy", "activation_energy", "group_scores", "keep_channels", "kept_outputs"]
 
-CRITERIA = ("energy", "l1")
+CRITERIA = ("energy", "taylor", "l1")
 
 
 class ChannelEnergy:
