@@ -404,6 +404,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
             "prune_start_tries",
             "prune_15k",
             "prune_fade",
+            "prune_taylor",
         )
     },
     "recipes-cpu": recipes_cpu,

@@ -10,7 +10,8 @@ Usage::
     python -m kit.cli.prune ...                                                    # the same
 
 Structured pruning (:mod:`kit.prune`): torch-pruning's dependency graph finds the coupled channels, the teacher's
-activation energy on LR crops of ``--data``'s photos chooses which to keep, and every conv is refit by least
+activation energy on LR crops of ``--data``'s photos (or ``--importance taylor``: first-order Taylor of the L1 loss
+to their HR crops) chooses which to keep, and every conv is refit by least
 squares to the teacher's outputs. The checkpoint written loads with ``strict=True`` into the student's
 ``network_g`` (trainable form) through ``path.pretrain_network_g``. Prints the student's size, its ``network_g``
 entry and, with ``--eval-lq/--eval-gt``, its PSNR-Y (border = scale) before any training. Exit status 2 when the
