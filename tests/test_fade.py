@@ -14,7 +14,7 @@ from kit.archs import SPANStudent
 from kit.distill.recipes.fade import ChannelFade, fade_slices
 from kit.prune import PruneSettings, PruneTarget, prune_teacher
 from kit.registry import OptionsKeyError
-from tests.helpers import build, distill_options, tiny_teacher_checkpoint
+from tests.helpers import build, distill_options, free_port, tiny_teacher_checkpoint
 
 SPAN = {"type": "SPANStudent", "num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 8, "num_block": 2}
 
@@ -98,3 +98,42 @@ def test_an_ema_is_refused_in_one_line(bundled_root, tmp_path) -> None:
     with pytest.raises(OptionsKeyError, match="needs train:ema_decay: 0") as err:
         build(opt, tmp_path)
     assert "\n" not in str(err.value)
+
+
+def _fade_rank(rank: int, world: int, port: int, out: str) -> None:
+    """One gloo rank: the same network, a first batch of its own; write the channels it fades."""
+    import json
+    import os
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from kit.distill.recipes.base import Step
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        net = SPANStudent(num_feat=8, num_block=2, deploy=True)
+        torch.manual_seed(100 + rank)  # each rank's batch differs
+        lq = torch.rand(4, 3, 12, 12) * (1 + 3 * rank)
+        host = SimpleNamespace(opt={"network_g": {**SPAN, "deploy": True}, "train": {}}, net_g=net, lq=lq)
+        host.get_bare_model = lambda m: m
+        fade = ChannelFade(width=5, end_iter=4)
+        fade.bind(host)
+        fade.terms(Step(host, 1, torch.zeros(1), {}, torch.zeros(1), {}))
+        with open(f"{out}.{rank}", "w") as f:
+            json.dump(fade.cut, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_ddp_rank_fades_rank_0s_channels(tmp_path) -> None:
+    import json
+
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "cut")
+    mp.spawn(_fade_rank, args=(2, free_port(), out), nprocs=2, join=True)
+    cuts = [json.loads((tmp_path / f"cut.{r}").read_text()) for r in range(2)]
+    assert cuts[0] and cuts[0] == cuts[1]

@@ -23,7 +23,7 @@ about the learning rate a step whatever the penalty's size, so a penalty cannot 
 (rms 0.3) to 0 at the small learning rates a trained network tolerates (measured: ``python -m bench prune``).
 
 Which channels: the ones ``kit-prune`` would cut (the lowest activation energy in each coupled group), measured on
-the first training batch and stored in the resume state. Needs a family ``kit-prune`` knows, in its
+the first training batch (rank 0's under DDP) and stored in the resume state. Needs a family ``kit-prune`` knows, in its
 plain-convolution form.
 """
 
@@ -67,6 +67,15 @@ def fade_slices(net: torch.nn.Module, width: int, inputs: torch.Tensor) -> dict[
     if not cut:
         widest = max(group.size for group in groups)
         raise OptionsKeyError(f"train:recipes:fade:width {width} cuts nothing (widest group: {widest}); set it lower")
+    return cut
+
+
+def _from_rank_0(cut: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Rank 0's choice on every rank under DDP (each rank's first batch differs; the weights must not)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        holder = [cut]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        return holder[0]
     return cut
 
 
@@ -138,7 +147,7 @@ class ChannelFade(Recipe):
         if not self._slices:
             with torch.no_grad():
                 if not self.cut:
-                    self.cut = fade_slices(self.net, self.width, step.lq.detach().float())
+                    self.cut = _from_rank_0(fade_slices(self.net, self.width, step.lq.detach().float()))
                 self._bind_slices(step.lq[:1].detach().float())
         return {}
 
