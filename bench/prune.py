@@ -88,6 +88,32 @@ def start_tag(crops: int, ridge: float, importance: str = START["importance"]) -
     return tag + ("" if importance == START["importance"] else f"_{importance}")
 
 
+def data_tag(data: Path) -> str:
+    """What names runs and starts on training photos other than ``--data``'s default (SunHays80)."""
+    return "" if data.name == DEFAULT_DATA.name else f"_{data.name}"
+
+
+def photo_subset(data: Path, count: int) -> Path:
+    """``count`` of ``data``'s photos, evenly spread over its sorted names, as a folder of links (HR and LR alike):
+    the training photos of ``--photos``."""
+    names = sorted(p.name for p in (data / "HR").iterdir() if p.is_file())
+    if not 0 < count <= len(names):
+        raise SystemExit(f"python -m bench prune: --photos {count} must be between 1 and {len(names)} ({data})")
+    chosen = [names[(i * len(names)) // count] for i in range(count)]
+    subset = OUT / "data" / f"{data.name}-{count}"
+    for part, named in (("HR", "{}{}"), ("LR_bicubic/X4", "{}x4{}")):  # the LR names: filename_tmpl "{}x4"
+        folder = subset / part
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in chosen:
+            source = data / part / named.format(Path(name).stem, Path(name).suffix)
+            link = folder / source.name
+            if not source.is_file():
+                raise SystemExit(f"python -m bench prune: '{source}' does not exist (the LR of {name})")
+            if not link.is_symlink():
+                link.symlink_to(source.resolve())
+    return subset
+
+
 def args_start(args: argparse.Namespace) -> dict:
     """The pruned start this command's flags name (``--calib-crops``, ``--ridge``, ``--importance``)."""
     return {"crops": args.calib_crops, "ridge": args.ridge, "importance": args.importance}
@@ -102,7 +128,7 @@ def prune_start(
 ) -> dict:
     """``kit-prune --width 28 --crops C --ridge R --importance I`` of the teacher, calibrated on the training photos
     (stored once)."""
-    tag = start_tag(crops, ridge, importance)
+    tag = start_tag(crops, ridge, importance) + data_tag(data)
     record_path = OUT / f"pruned{tag}.json"
     if record_path.is_file():
         return json.loads(record_path.read_text())
@@ -223,7 +249,7 @@ def references(args: argparse.Namespace, pruned: dict) -> dict:
     from kit.archs import deploy_network
     from kit.runners import BicubicRunner, TorchRunner
 
-    start = "pruned_start" + start_tag(**args_start(args))
+    start = "pruned_start" + start_tag(**args_start(args)) + data_tag(args.data)
     for name in ("ntire_baseline", "teacher", start, "bicubic"):
         if name in refs:
             continue
@@ -266,7 +292,7 @@ def fade_tag(args: argparse.Namespace) -> str:
 
 def _name(arm: str, seed: int, args: argparse.Namespace) -> str:
     start = start_tag(**args_start(args)) if ARMS[arm][0] == "pruned" else ""
-    start += fade_tag(args) if ARMS[arm][1] == "fade" else ""
+    start += (fade_tag(args) if ARMS[arm][1] == "fade" else "") + data_tag(args.data)
     return run_name(arm, args.steps, seed, arm_lr(arm, args), args.form, args.lq_size, start)
 
 
@@ -383,6 +409,7 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
         "form": args.form,
         "lq_size": args.lq_size,
         "start": args_start(args) if ARMS[arm][0] == "pruned" else None,
+        "data": args.data.name,
         "fade": faded,
         "val_psnr": summary["metrics"]["psnr"],
         "wall_s": round(wall, 1),
@@ -405,7 +432,8 @@ def fade_options(seed: int, args: argparse.Namespace, pruned: dict, teacher: str
     steps = args.fade_steps
     lr = arm_lr("pruned_fade", args) if args.fade_lr is None else args.fade_lr
     opt = run_options("pruned_kd", seed, args, pruned)
-    opt["name"] = f"prune_fadestart_f{steps}_lr{lr:g}_lq{args.lq_size}{start_tag(**args_start(args))}_s{seed}"
+    tags = start_tag(**args_start(args)) + data_tag(args.data)
+    opt["name"] = f"prune_fadestart_f{steps}_lr{lr:g}_lq{args.lq_size}{tags}_s{seed}"
     opt["network_g"] = {"type": "SPANStudent", **teacher_args, "deploy": True}
     opt["path"]["pretrain_network_g"] = teacher
     train = opt["train"]
@@ -686,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", type=Path, default=DEFAULT_TEACHER, help="the pretrained SPAN x4 ch48")
     p.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="the NTIRE 2026 baseline's weights")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="training photos: HR/ and LR_bicubic/X4/")
+    p.add_argument("--photos", type=int, help="train on this many of --data's photos, evenly spread (runs kept apart)")
     p.add_argument("--benchmarks", type=Path, default=DEFAULT_BENCHMARKS, help="Set5, Set14, BSD68 (HR, LR_bicubic/X4)")
     p.add_argument("--steps", type=int, default=120, help="training steps of every arm (default 120: measured)")
     p.add_argument("--batch", type=int, default=16, help="batch (at most 16)")
@@ -744,18 +773,18 @@ def train_grid(args: argparse.Namespace, pruned: dict) -> None:
 
 
 def _setting(run: dict) -> tuple:
-    """A stored run's steps, form, LR crop size and pruned start (runs from before those flags: trainable, 32,
-    kit-prune's defaults); a random start's runs belong to every start's table."""
+    """A stored run's steps, form, LR crop size, pruned start and training photos (runs from before those flags:
+    trainable, 32, kit-prune's defaults, SunHays80); a random start's runs belong to every start's table."""
     start = START | (run.get("start") or {})
     start = None if run["arm"] not in ARMS or ARMS[run["arm"]][0] != "pruned" else tuple(start[k] for k in START)
-    return run["steps"], run.get("form", "trainable"), run.get("lq_size", 32), start
+    return run["steps"], run.get("form", "trainable"), run.get("lq_size", 32), start, run.get("data", DEFAULT_DATA.name)
 
 
 def _wanted(run: dict, args: argparse.Namespace, steps: int) -> bool:
     """Whether a stored run is of this command's setting (at ``steps``: the grid's or the pilots')."""
-    steps_, form, lq, start = _setting(run)
-    here = (steps, args.form, args.lq_size)
-    return (steps_, form, lq) == here and start in (None, tuple(args_start(args).values()))
+    steps_, form, lq, start, data = _setting(run)
+    here = (steps, args.form, args.lq_size, args.data.name)
+    return (steps_, form, lq, data) == here and start in (None, tuple(args_start(args).values()))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -766,6 +795,8 @@ def main(argv: list[str] | None = None) -> dict:
     from kit.data import bundled
 
     bundled.build()
+    if args.photos:
+        args.data = photo_subset(args.data, args.photos)
     pruned = prune_start(args.teacher, args.data, **args_start(args))
     refs = references(args, pruned)
     if not args.report:

@@ -13,7 +13,7 @@ from kit.schema import check_options
 
 
 def _args(tmp_path, *extra: str):
-    flags = ["--data", str(tmp_path / "data"), "--steps", "8", "--batch", "4", "--lq-size", "16", *extra]
+    flags = ["--data", str(tmp_path / "SunHays80"), "--steps", "8", "--batch", "4", "--lq-size", "16", *extra]
     return bench.build_parser().parse_args(flags)
 
 
@@ -40,7 +40,7 @@ def test_the_arms_share_data_steps_and_seed_and_differ_in_start_and_loss(tmp_pat
     assert opts["pruned_gt"]["train"]["optim_g"] == opts["pruned_kd"]["train"]["optim_g"]  # the fair control
     assert opts["scratch"]["train"]["optim_g"] == opts["scratch_kd"]["train"]["optim_g"]
     assert opts["pruned_kd"]["path"]["pretrain_network_g"] == pruned["checkpoint"]
-    assert first["datasets"]["train"]["dataroot_lq"].endswith("data/LR_bicubic/X4")
+    assert first["datasets"]["train"]["dataroot_lq"].endswith("SunHays80/LR_bicubic/X4")
     # the other recipes tried from the pruned start: each changes pruned_kd's loss in one way
     kd = opts["pruned_kd"]["train"]
     assert (
@@ -64,6 +64,9 @@ def test_a_pruned_start_other_than_kit_prunes_defaults_is_named_apart(tmp_path) 
     assert bench.run_options("pruned_kd", 0, defaults, pruned)["name"] == "prune_pruned_kd_8_lq16_s0"
     stored = {"arm": "pruned_kd", "steps": 8, "form": "trainable", "lq_size": 16}  # a run from before the flags
     assert bench._wanted(stored, defaults, 8) and not bench._wanted(stored, args, 8)
+    fewer = bench.build_parser().parse_args(["--data", str(tmp_path / "SunHays40"), "--steps", "8", "--lq-size", "16"])
+    assert bench.run_options("scratch", 0, fewer, pruned)["name"] == "prune_scratch_8_lq16_SunHays40_s0"  # apart
+    assert not bench._wanted(stored, fewer, 8) and bench._wanted(stored | {"data": "SunHays40"}, fewer, 8)
     assert bench._wanted(stored | {"start": {"crops": 384, "ridge": 0.001}}, args, 8)
     assert bench._wanted({**stored, "arm": "scratch", "start": None}, args, 8)  # a random start: every table
 
@@ -96,6 +99,21 @@ def test_a_faded_start_trains_the_teacher_at_full_width_then_the_rest_of_the_bud
     }
     text = bench.markdown(record)
     assert "`pruned_fade (6 steps at 48 ch, lr 0.0001)` val 30.500, Set5 30.900" in text
+
+
+def test_fewer_photos_are_an_even_spread_of_links_to_the_same_pairs(tmp_path, monkeypatch) -> None:
+    data = tmp_path / "SunHays80"
+    for name in ("a", "b", "c", "d"):
+        for part, file in (("HR", f"{name}.png"), ("LR_bicubic/X4", f"{name}x4.png")):
+            (data / part).mkdir(parents=True, exist_ok=True)
+            (data / part / file).write_bytes(name.encode())
+    monkeypatch.setattr(bench, "OUT", tmp_path / "out")
+    subset = bench.photo_subset(data, 2)
+    assert subset.name == "SunHays80-2" and sorted(p.name for p in (subset / "HR").iterdir()) == ["a.png", "c.png"]
+    assert (subset / "LR_bicubic" / "X4" / "cx4.png").read_bytes() == b"c"  # each HR with its own LR
+    assert bench.photo_subset(data, 2) == subset  # again: the same folder, nothing rewritten
+    with pytest.raises(SystemExit, match="--photos 5 must be between 1 and 4"):
+        bench.photo_subset(data, 5)
 
 
 def test_the_deployed_form_trains_every_arm_as_plain_convolutions_from_the_same_pruned_function(tmp_path) -> None:
