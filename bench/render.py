@@ -405,6 +405,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
             "prune_15k",
             "prune_fade",
             "prune_taylor",
+            "prune_photos40",
         )
     },
     "recipes-cpu": recipes_cpu,
