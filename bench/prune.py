@@ -74,7 +74,7 @@ ARMS = {
     ),
 }
 CONTROLS = ("scratch", "pruned_gt", "pruned_kd", "scratch_kd")  # the four arms: the default grid
-LR = {"scratch": 1e-3, "pruned": 2e-4}  # options/student.yml's; options/distill_pruned_span.yml's (a start to keep)
+LR = {"scratch": 1e-3, "pruned": 2e-4}  # the first grid's learning rates: run names omit them (other lrs are named)
 
 
 # ------------------------------------------------------------------ the start

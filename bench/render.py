@@ -406,6 +406,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
             "prune_fade",
             "prune_taylor",
             "prune_photos40",
+            "prune_lr",
         )
     },
     "recipes-cpu": recipes_cpu,
