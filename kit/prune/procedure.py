@@ -160,7 +160,10 @@ def _cut(
     for group in groups:
         outputs = [item.module for item in group.items if item.kind == "out"]
         width = family.group_width(outputs, arguments)
-        scores = taylor[group.root] if taylor else group_scores(group, base, settings.importance, energy)
+        if settings.importance == "taylor":
+            scores = taylor[group.root]
+        else:
+            scores = group_scores(group, base, settings.importance, energy)
         keep[group.root] = keep_channels(scores, width)
     return prune_groups(base, example, keep), kept_outputs(groups, keep)
 
