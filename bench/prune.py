@@ -119,6 +119,32 @@ def args_start(args: argparse.Namespace) -> dict:
     return {"crops": args.calib_crops, "ridge": args.ridge, "importance": args.importance}
 
 
+def prune_28(state: dict, data: Path, crops: int, ridge: float, importance: str):
+    """``kit-prune --width 28 --crops C --ridge R --importance I`` of the weights ``state``, calibrated on ``data``'s
+    photos (the :class:`~kit.prune.PruneResult`)."""
+    from kit.prune import PruneSettings, PruneTarget, prune_teacher
+    from kit.prune.calibration import calibration_pairs
+
+    inputs, hr = calibration_pairs(data / "HR", SCALE, crops, 48, 0)
+    settings = PruneSettings(PruneTarget(width=WIDTH, input_size=(256, 256)), importance=importance, ridge=ridge)
+    return prune_teacher("SPANStudent", state, inputs, settings, targets=hr)
+
+
+def train_run(opt: dict) -> tuple[dict, Path, float]:
+    """Write ``opt`` under ``opts/`` and train it (resuming a run cut short): the summary, the options file, seconds."""
+    import yaml
+
+    from kit.cli.train import parse_args
+    from kit.run import run_training
+
+    opt_path = OUT / "opts" / f"{opt['name']}.yml"
+    opt_path.parent.mkdir(parents=True, exist_ok=True)
+    opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    tic = time.time()
+    summary = run_training(parse_args(["-opt", str(opt_path), "--auto_resume"]), root=OUT, console=False)
+    return summary, opt_path, time.time() - tic
+
+
 def prune_start(
     teacher: Path,
     data: Path,
@@ -133,13 +159,9 @@ def prune_start(
     if record_path.is_file():
         return json.loads(record_path.read_text())
     from kit.checkpoint import extract_state_dict, load_checkpoint, save_atomic
-    from kit.prune import PruneSettings, PruneTarget, prune_teacher
-    from kit.prune.calibration import calibration_pairs
 
     tic = time.time()
-    inputs, hr = calibration_pairs(data / "HR", SCALE, crops, 48, 0)
-    settings = PruneSettings(PruneTarget(width=WIDTH, input_size=(256, 256)), importance=importance, ridge=ridge)
-    result = prune_teacher("SPANStudent", extract_state_dict(load_checkpoint(teacher)), inputs, settings, targets=hr)
+    result = prune_28(extract_state_dict(load_checkpoint(teacher)), data, crops, ridge, importance)
     checkpoint = OUT / f"span28_pruned{tag}.safetensors"
     save_atomic(result.state, checkpoint)
     record = {
@@ -364,11 +386,7 @@ def _recipe(opt: dict, distil: bool | str) -> None:
 
 def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict:
     """Train one arm and seed (or read its stored result): val curve, test sets, wall time."""
-    import yaml
-
     from kit.archs import deploy_network
-    from kit.cli.train import parse_args
-    from kit.run import run_training
     from kit.run.plots import read_history
     from kit.runners import TorchRunner, load_student
 
@@ -386,12 +404,7 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
         opt["train"]["scheduler"]["periods"] = [rest]
         opt["val"]["val_freq"] = max(rest // 7, 1)
         opt["logger"].update(print_freq=max(rest // 10, 1), save_checkpoint_freq=max(rest // 4, 1))
-    opt_path = OUT / "opts" / f"{name}.yml"
-    opt_path.parent.mkdir(parents=True, exist_ok=True)
-    opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
-    tic = time.time()
-    summary = run_training(parse_args(["-opt", str(opt_path), "--auto_resume"]), root=OUT, console=False)
-    wall = time.time() - tic
+    summary, opt_path, wall = train_run(opt)
     history = read_history(Path(summary["experiments_root"]) / "history.jsonl")
     curve = {str(r["iter"]): r["psnr"] for r in history if r.get("kind") == "val" and "psnr" in r}
     if faded:  # the steps at full width come first; the pruned start is where the rest began
@@ -425,15 +438,24 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, pruned: dict) -> dict
     return result
 
 
+def fade_lr(args: argparse.Namespace) -> float:
+    """The learning rate of a faded start's steps at full width: ``--fade-lr``, else the arm's."""
+    return arm_lr("pruned_fade", args) if args.fade_lr is None else args.fade_lr
+
+
+def fade_name(seed: int, args: argparse.Namespace) -> str:
+    """The name of a faded start's run at full width (and of its stored record)."""
+    tags = start_tag(**args_start(args)) + data_tag(args.data)
+    return f"prune_fadestart_f{args.fade_steps}_lr{fade_lr(args):g}_lq{args.lq_size}{tags}_s{seed}"
+
+
 def fade_options(seed: int, args: argparse.Namespace, pruned: dict, teacher: str, teacher_args: dict) -> dict:
     """The options of a faded start's steps at full width: pruned_kd's data, losses and seed; the teacher itself
     (``teacher``: its deployed weights) as the student, ``train.recipes.fade`` to 28 channels over the first 70% of
     ``--fade-steps``, no EMA (kit-prune reads the weights themselves)."""
-    steps = args.fade_steps
-    lr = arm_lr("pruned_fade", args) if args.fade_lr is None else args.fade_lr
+    steps, lr = args.fade_steps, fade_lr(args)
     opt = run_options("pruned_kd", seed, args, pruned)
-    tags = start_tag(**args_start(args)) + data_tag(args.data)
-    opt["name"] = f"prune_fadestart_f{steps}_lr{lr:g}_lq{args.lq_size}{tags}_s{seed}"
+    opt["name"] = fade_name(seed, args)
     opt["network_g"] = {"type": "SPANStudent", **teacher_args, "deploy": True}
     opt["path"]["pretrain_network_g"] = teacher
     train = opt["train"]
@@ -450,19 +472,17 @@ def fade_start(seed: int, args: argparse.Namespace, pruned: dict) -> dict:
     """The teacher trained ``--fade-steps`` at full width with ``train.recipes.fade`` (:func:`fade_options`), then
     cut to 28 channels by kit-prune (its defaults, calibrated on the training photos): the start of ``pruned_fade``.
     Stored once per setting and seed."""
-    import yaml
-
     from kit.checkpoint import extract_state_dict, load_checkpoint, save_atomic
-    from kit.cli.train import parse_args
-    from kit.prune import PruneSettings, PruneTarget, prune_teacher
-    from kit.prune.calibration import calibration_pairs
     from kit.prune.families import get_family
     from kit.prune.procedure import teacher_arguments
-    from kit.run import run_training
     from kit.runners import TorchRunner
 
     if not 0 < args.fade_steps < args.steps:
         raise SystemExit(f"python -m bench prune: --fade-steps {args.fade_steps} must be between 0 and --steps")
+    name = fade_name(seed, args)
+    record_path = OUT / "fade" / f"{name}.json"
+    if record_path.is_file():
+        return json.loads(record_path.read_text())
     state = extract_state_dict(load_checkpoint(args.teacher))
     family = get_family("SPANStudent")
     teacher_args = teacher_arguments(family.name, state, {})
@@ -471,22 +491,13 @@ def fade_start(seed: int, args: argparse.Namespace, pruned: dict) -> dict:
         teacher = family.deployed_teacher(state, teacher_args)
         save_atomic({k: v.detach().clone() for k, v in teacher.state_dict().items()}, teacher_path)
     opt = fade_options(seed, args, pruned, str(teacher_path), teacher_args)
-    name = opt["name"]
-    record_path = OUT / "fade" / f"{name}.json"
-    if record_path.is_file():
-        return json.loads(record_path.read_text())
     record_path.parent.mkdir(parents=True, exist_ok=True)
-    opt_path = OUT / "opts" / f"{name}.yml"
-    opt_path.parent.mkdir(parents=True, exist_ok=True)
-    opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))
     tic = time.time()
-    summary = run_training(parse_args(["-opt", str(opt_path), "--auto_resume"]), root=OUT, console=False)
+    summary, _, _ = train_run(opt)
     faded = extract_state_dict(load_checkpoint(summary["latest_checkpoint"]), "params")
-    inputs, hr = calibration_pairs(args.data / "HR", SCALE, args.calib_crops, 48, 0)
-    target = PruneTarget(width=WIDTH, input_size=(256, 256))
-    settings = PruneSettings(target, importance=args.importance, ridge=args.ridge)
-    result = prune_teacher(family.name, faded, inputs, settings, targets=hr)
+    result = prune_28(faded, args.data, **args_start(args))
     wall = time.time() - tic
+    runner = TorchRunner(result.deployed)
     paths = {}
     for form in ("trainable", "deployed"):
         paths[form] = str(OUT / "fade" / f"{name}_{form}.safetensors")
@@ -497,8 +508,8 @@ def fade_start(seed: int, args: argparse.Namespace, pruned: dict) -> dict:
         "lr": opt["train"]["optim_g"]["lr"],
         "wall_s": round(wall, 1),
         "full_width_val_psnr": summary["metrics"]["psnr"],  # the faded network at 48 channels
-        "start_val_psnr": val_score(TorchRunner(result.deployed)),  # after kit-prune: the rest starts here
-        "start_tests": test_scores(TorchRunner(result.deployed), args.benchmarks),
+        "start_val_psnr": val_score(runner),  # after kit-prune: the rest starts here
+        "start_tests": test_scores(runner, args.benchmarks),
         "checkpoint": paths,
     }
     record_path.write_text(json.dumps(record, indent=1))

@@ -54,10 +54,15 @@ def fade_slices(net: torch.nn.Module, width: int, inputs: torch.Tensor) -> dict[
         OptionsKeyError: no group is wider than ``width``.
     """
     from kit.prune.graph import channel_groups
-    from kit.prune.importance import activation_energy, group_scores, keep_channels
 
     probe = copy.deepcopy(net).float().eval()
-    groups = channel_groups(probe, inputs[:1])
+    return _cut_channels(probe, channel_groups(probe, inputs[:1]), width, inputs)
+
+
+def _cut_channels(probe: torch.nn.Module, groups: list, width: int, inputs: torch.Tensor) -> dict[str, list[int]]:
+    """:func:`fade_slices` on the groups already traced on ``probe`` (a float copy of the network, eval mode)."""
+    from kit.prune.importance import activation_energy, group_scores, keep_channels
+
     energy = activation_energy(probe, inputs)
     cut = {}
     for group in groups:
@@ -119,10 +124,7 @@ class ChannelFade(Recipe):
             )
         self.net = host.get_bare_model(host.net_g)
 
-    def _bind_slices(self, example: torch.Tensor) -> None:
-        from kit.prune.graph import channel_groups
-
-        groups = channel_groups(copy.deepcopy(self.net).float().eval(), example)
+    def _bind_slices(self, groups: list) -> None:
         params = dict(self.net.named_parameters())
         self._slices = []
         for group in groups:
@@ -145,10 +147,15 @@ class ChannelFade(Recipe):
     def terms(self, step: Step) -> dict[str, torch.Tensor]:
         """No loss term; at the first step, the channels to cut (on this batch) and the weights coupled to them."""
         if not self._slices:
+            from kit.prune.graph import channel_groups
+
             with torch.no_grad():
+                lq = step.lq.detach().float()
+                probe = copy.deepcopy(self.net).float().eval()
+                groups = channel_groups(probe, lq[:1])  # traced once: for the choice and for the weights
                 if not self.cut:
-                    self.cut = _from_rank_0(fade_slices(self.net, self.width, step.lq.detach().float()))
-                self._bind_slices(step.lq[:1].detach().float())
+                    self.cut = _from_rank_0(_cut_channels(probe, groups, self.width, lq))
+                self._bind_slices(groups)
         return {}
 
     @torch.no_grad()
