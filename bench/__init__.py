@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "formats": ("formats", "each shipped student exported with INT8: sizes, PSNR, onnxruntime latency"),
     "int8": ("int8", "fp32 vs post-training INT8 vs quantisation-aware fine-tuned INT8: PSNR, drop, speed"),
     "qat_tries": ("qat_tries", "what was tried for INT8 of the official SPAN: calibrated only and fine-tuned runs"),
+    "qat_libs": ("qat_libs", "torch.ao vs brevitas: does each one's QDQ ONNX run in onnxruntime as simulated"),
     "runtime": ("runtime", "NTIRE-style whole-image runtime of each shipped student (CUDA events)"),
     "ntire_package": ("ntire_package", "PSNR/SSIM of an exported NTIRE package's model file on a folder pair"),
     "prune": ("prune", "SPAN ch48 pruned to the NTIRE baseline's size vs scratch, with and without the teacher"),

@@ -11,9 +11,10 @@ the image path in float); QAT = the ``QATStudent`` checkpoint's own QDQ export (
 file is scored in onnxruntime on the bundled validation photos (``bundled``) and on ``--sets`` of
 ``--benchmarks`` (Set5, Set14, BSD68: ``<set>/LR_bicubic/X<scale>`` against ``<set>/HR``), PSNR on Y with a
 border of the scale (the papers' convention); drops are against the fp32 file. Latency: the three files timed
-in alternation in one process on a ``1x3xSxS`` input (median of ``--runs``). Fine-tuning steps and time are read
-from the QAT experiment's log (``End of training``). Rows accumulate in ``bench/results/int8.json`` by name.
-Not a test: timings vary with the machine's load; the ratios are measured side by side in one run.
+in alternation in one process on a ``1x3xSxS`` input (median of ``--runs``), at each onnxruntime thread count of
+``--threads``. Fine-tuning steps and time are read from the QAT experiment's log (``End of training``). Rows
+accumulate in ``bench/results/int8.json`` by name. Not a test: timings vary with the machine's load; the ratios
+are measured side by side in one run.
 """
 
 from __future__ import annotations
@@ -114,10 +115,14 @@ def measure_row(args: argparse.Namespace, row: list[str]) -> dict:
                 flush=True,
             )
         x = np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32)
-        ms = dict(zip(files, side_by_side_latency(list(files.values()), x, args.runs)))
+        latency = []
+        for threads in args.threads:
+            ms = dict(zip(files, side_by_side_latency(list(files.values()), x, args.runs, threads)))
+            speedup = {k: ms["fp32"] / v for k, v in ms.items() if k != "fp32"}
+            latency.append({"threads": threads, "ms": ms, "speedup": speedup})
     drops = {s: {k: v["fp32"] - v[k] for k in v if k != "fp32"} for s, v in psnr.items()}
-    record = {"name": row[0], "options": row[1], "checkpoint": row[2], "psnr": psnr, "drop": drops, "ms": ms}
-    record["speedup"] = {k: ms["fp32"] / v for k, v in ms.items() if k != "fp32"}
+    record = {"name": row[0], "options": row[1], "checkpoint": row[2], "psnr": psnr, "drop": drops}
+    record["latency"] = latency
     record["metric"] = f"PSNR on Y (BT.601), border {scale}"
     if qat_opt is not None:
         record |= {"qat_options": row[3], "qat_checkpoint": row[4], "fine_tuning": _fine_tuning(qat_opt)}
@@ -135,13 +140,17 @@ def markdown(record: dict, page: Path | None = None) -> str:
         for k, (name, p) in enumerate(r["psnr"].items()):
             d = r["drop"][name]
             qat = f"{p['qat']:.3f} ({d['qat']:+.3f})" if "qat" in p else "—"
-            speed = [f"{r['ms']['fp32']:.0f} ms"] + [
-                f"{r['ms'][k2]:.0f} ms ({r['speedup'][k2]:.2f}×)" if k2 in r["ms"] else "—" for k2 in ("ptq", "qat")
-            ]
-            steps = f"{tune['steps']} steps, {tune['time']}" if tune.get("steps") else "—"
+            speed = ["", "", ""]
+            if k < len(r["latency"]):  # one thread count a line: the first rows of the network
+                t = r["latency"][k]
+                threads = f", {t['threads']} thread{'s' if t['threads'] != 1 else ''}" if t["threads"] else ""
+                speed = [f"{t['ms']['fp32']:.0f} ms{threads}"] + [
+                    f"{t['ms'][k2]:.0f} ms ({t['speedup'][k2]:.2f}×)" if k2 in t["ms"] else "—" for k2 in ("ptq", "qat")
+                ]
+            steps = "" if k else (f"{tune['steps']} steps, {tune['time']}" if tune.get("steps") else "—")
             head = [f"`{r['name']}`" if k == 0 else "", name]
             body = [f"{p['fp32']:.3f}", f"{p['ptq']:.3f} ({d['ptq']:+.3f})", qat]
-            lines.append("| " + " | ".join(head + body + (speed + [steps] if k == 0 else ["", "", "", ""])) + " |")
+            lines.append("| " + " | ".join(head + body + speed + [steps]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -161,7 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--benchmarks", default="../shared/benchmarks", help="folder of the test sets")
     p.add_argument("--size", type=int, default=256, help="LR side of the latency input (default 256)")
     p.add_argument("--runs", type=int, default=5, help="timed runs per file (median; default 5)")
+    p.add_argument(
+        "--threads",
+        default="1,2",
+        help="comma-separated onnxruntime thread counts to time at, 0 = onnxruntime's default (default 1,2)",
+    )
     args = p.parse_args(argv)
+    args.threads = [int(t) or None for t in args.threads.split(",") if t]
     for row in args.row:
         if len(row) not in (3, 5):
             raise SystemExit(f"--row wants NAME OPTIONS CHECKPOINT [QAT_OPTIONS QAT_CHECKPOINT], got {row}")

@@ -107,6 +107,7 @@ def recipe(opt: dict) -> dict:
         "ranges": g.get("ranges", "minmax"),
         "split_concat": g.get("split_concat", False),
         "gt_loss": "pixel_opt" in train,
+        "pairs": [key for key in train.get("distill", {}) if key != "output"],
         "keep_float": g.get("keep_float", ["image"]),
     }
 
@@ -129,18 +130,18 @@ def fine_tuned(name: str):
 def markdown(record: dict) -> str:
     """One row per try: how it was made, PSNR-Y and the drop against fp32 on each set."""
     sets = list(record["fp32"])
-    head = ["INT8 (simulated)", "steps", "lr", "batch × LR crop", "data", "ranges", "GT loss"]
+    head = ["INT8 (simulated)", "steps", "lr", "batch × LR crop", "data", "ranges", "GT loss", "feature pairs"]
     head += [f"{s} (drop)" for s in sets]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 3 + "---|" * 3 + "---:|" * len(sets)]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * 3 + "---|" * 4 + "---:|" * len(sets)]
     fp32 = " | ".join(f"{record['fp32'][s]:.3f}" for s in sets)
-    lines.append(f"| fp32 (official weights) | | | | | | | {fp32} |")
+    lines.append(f"| fp32 (official weights) | | | | | | | | {fp32} |")
     for row in record["rows"]:
         r = row.get("recipe")
         cells = (
             [str(r["steps"]), f"{r['lr']:g}", f"{r['batch']} × {r['lr_crop']} px", r["data"], r["ranges"]]
-            + ["yes" if r["gt_loss"] else "no"]
+            + ["yes" if r["gt_loss"] else "no", ", ".join(f"`{k}`" for k in r.get("pairs", [])) or "none"]
             if r
-            else ["0 (calibrated)", "", "", "bundled train", "minmax", ""]
+            else ["0 (calibrated)", "", "", "bundled train", "minmax", "", ""]
         )
         scores = [f"{row['psnr'][s]:.3f} (+{record['fp32'][s] - row['psnr'][s]:.3f})" for s in sets]
         lines.append(f"| {row['label']} | " + " | ".join(cells + scores) + " |")

@@ -391,6 +391,13 @@ def qat_tries(page: Path) -> str:
     return bench_qat_tries.markdown(read_result("qat_tries"))
 
 
+def qat_libs(page: Path) -> str:
+    """Issue #27: torch.ao beside brevitas, each QDQ file in onnxruntime vs its simulation (``bench qat_libs``)."""
+    from bench import qat_libs as bench_qat_libs  # its top level imports only bench.harness
+
+    return bench_qat_libs.markdown(read_result("qat_libs"))
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "shipped": shipped,
     **{
@@ -420,6 +427,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "formats-sweep": formats_sweep,
     "int8": int8,
     "qat-tries": qat_tries,
+    "qat-libs": qat_libs,
     "students": students,
     "span-set5": span_set5,
     "performance": performance,

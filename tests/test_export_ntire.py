@@ -273,3 +273,10 @@ def test_a_file_that_needs_the_kit_fails_the_check_and_nothing_is_written(bundle
     err = capsys.readouterr().err
     assert "does not run with the kit hidden" in err and "hidden for the NTIRE package check" in err
     assert list(out.iterdir()) == []
+
+
+def test_a_qat_run_is_pointed_at_the_run_it_fine_tuned() -> None:
+    from kit.export.ntire.families import family_for
+
+    with pytest.raises(ValueError, match="export the run the QAT fine-tuned from with --ntire-team"):
+        family_for("QATStudent")

@@ -2,10 +2,11 @@
 
 Tolerances, in steps of the output quantiser (its scale): onnxruntime without graph optimisation runs the QDQ
 graph as written (quantise, dequantise, float convolution); it divides by the scale where PyTorch's fake
-quantiser multiplies by its inverse, so a value on a rounding tie lands one step apart and the output differs by
-at most 2 steps on a few pixels (mean under 0.1 step). With its optimisations onnxruntime fuses each convolution
-into ``QLinearConv`` (int32 accumulator, one requantisation): at most 4 steps, mean under 0.25 step (measured on
-this tiny SPAN: 2 and 0.04; 3 and 0.16).
+quantiser multiplies by its inverse, so a value on a rounding tie can land one step apart: at most 2 steps on a
+few pixels, mean under 0.02 step (measured on this tiny SPAN since the weights are on onnxruntime's [-127, 127]:
+0 and 0; on PyTorch's default [-128, 127] each channel's largest weight sat on a tie: 1 and 0.04). With its
+optimisations onnxruntime fuses each convolution into ``QLinearConv`` (int32 accumulator, one requantisation): at
+most 4 steps, mean under 0.25 step (measured: 2 and 0.16).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_simulation_and_onnxruntime_agree(tmp_path: Path) -> None:
     assert record["split_concat"] == ["conv_cat"]
     inputs = _smooth_images(2, 20, seed=1) + [torch.cat(_smooth_images(2, 28, seed=2))]
     step = _output_step(net)
-    for level, worst, mean in (("ORT_DISABLE_ALL", 2, 0.1), ("ORT_ENABLE_ALL", 4, 0.25)):
+    for level, worst, mean in (("ORT_DISABLE_ALL", 2, 0.02), ("ORT_ENABLE_ALL", 4, 0.25)):
         checks = simulation_agreement(net, _ort(path, level), inputs)
         assert max(c["max_abs_error"] for c in checks) <= worst * step * (1 + 1e-5), (level, checks, step)
         assert max(c["mean_abs_error"] for c in checks) <= mean * step, (level, checks, step)
@@ -257,7 +258,8 @@ def test_learned_ranges_are_trained_and_frozen_in_eval() -> None:
     torch.manual_seed(0)
     net = QATStudent(SPAN, ranges="learned").train()
     teacher = net.fp32_network()
-    optimiser = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    # lr 1e-2 can step a learned scale below 0, which the next forward (eval's too) clamps to eps
+    optimiser = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     seen = []
     for x in _smooth_images(4, 16, seed=8):
         loss = (net(x) - teacher(x).detach()).abs().mean()

@@ -44,6 +44,26 @@ def frozen_copy(qat: nn.Module) -> nn.Module:
     return net
 
 
+@torch.no_grad()
+def _exportable_weight_range(net: nn.Module) -> nn.Module:
+    """Give each weight quantiser on ``[-127, 127]`` the range ``torch.onnx`` exports, computing the same function.
+
+    The scheme's weights are symmetric on ``[-127, 127]`` (scale ``max|w| / 127``, as onnxruntime's own
+    ``quantize_static``: no weight lies on a rounding tie), which ONNX's ``QuantizeLinear`` has no attribute for;
+    the exporter takes only ``[-128, 127]``. Each weight is clipped to ``±127 · scale`` of its channel first, so
+    neither range ever clamps it and the wider one rounds every weight to the same integer.
+    """
+    for module in net.modules():
+        quantiser = getattr(module, "weight_fake_quant", None)
+        if quantiser is None or int(quantiser.quant_min) != -127:
+            continue
+        bound = quantiser.quant_max * quantiser.scale.reshape(-1, *([1] * (module.weight.dim() - 1)))
+        module.weight.copy_(torch.maximum(torch.minimum(module.weight, bound), -bound))
+        quantiser.quant_min = -128
+        quantiser.activation_post_process.quant_min = -128
+    return net
+
+
 def export_qdq(qat: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], opset: int = 17) -> dict[str, Any]:
     """Write ``qat``'s QDQ ONNX model to ``path``; returns what was done (for the manifest's ``int8`` entry).
 
@@ -57,7 +77,7 @@ def export_qdq(qat: nn.Module, path: str | os.PathLike, input_shape: Sequence[in
 
     if not bool(getattr(qat, "observed", True)):
         raise ExportError(f"{type(qat).__name__} has never run a training step: its quantisation ranges are unset")
-    export_onnx(frozen_copy(qat), path, input_shape, opset)
+    export_onnx(_exportable_weight_range(frozen_copy(qat)), path, input_shape, opset)
     model = onnx.load(str(path))
     rewrites = rewrite_cubic_upsampling(model)
     folded = fold_weight_quantisation(model)

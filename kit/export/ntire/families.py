@@ -79,6 +79,11 @@ def family_for(network_type: str) -> Family:
     Raises:
         ValueError: the type has no torch-only source yet (the message says how to add one).
     """
+    if network_type == "QATStudent":  # an INT8 fine-tuning: its fp32 weights were tuned for the quantiser
+        raise ValueError(
+            "no NTIRE package for a QATStudent run: NTIRE's track takes the fp32 network, so export the run the "
+            "QAT fine-tuned from with --ntire-team, and this one with --int8 only"
+        )
     try:
         return FAMILIES[network_type]
     except KeyError:
