@@ -223,19 +223,16 @@ def build_brevitas(fp32, crops, folder: Path, flow: str) -> Built:
 
 
 def onnx_runner(path: Path, level: str, threads: int | None, optimised: Path | None = None) -> Callable:
-    """An onnxruntime CPU session at optimisation ``level`` as a runner, optionally writing its optimised graph."""
+    """The kit's :class:`~kit.runners.OnnxRunner` at optimisation ``level``, optionally writing its optimised graph."""
     import onnxruntime as ort
-    import torch
+
+    from kit.runners import OnnxRunner
 
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    if threads is not None:
-        so.intra_op_num_threads = threads
     if optimised is not None:
         so.optimized_model_filepath = str(optimised)
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: torch.from_numpy(sess.run(None, {name: x.detach().cpu().float().numpy()})[0])
+    return OnnxRunner(path, threads=threads, session_options=so)
 
 
 def recording(run: Callable, outputs: list) -> Callable:

@@ -63,6 +63,8 @@ class OnnxRunner:
         path: The ``.onnx`` file.
         providers: onnxruntime execution providers, in order of preference.
         threads: Intra-op threads (``None``: onnxruntime's default, one per physical core).
+        session_options: ``onnxruntime.SessionOptions`` to start from (e.g. a graph optimisation level, or a path
+            to write the optimised graph to); ``threads`` still applies.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -70,14 +72,18 @@ class OnnxRunner:
     """
 
     def __init__(
-        self, path: str | os.PathLike, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int | None = None
+        self,
+        path: str | os.PathLike,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        threads: int | None = None,
+        session_options=None,
     ) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX file '{self.path}' does not exist")
-        so = ort.SessionOptions()
+        so = session_options if session_options is not None else ort.SessionOptions()
         if threads is not None:
             so.intra_op_num_threads = int(threads)
         try:

@@ -46,10 +46,11 @@ def _calibrated(keep_float=("image",)) -> QATStudent:
 def _ort(path: Path, level: str = "ORT_ENABLE_ALL"):
     import onnxruntime as ort
 
+    from kit.runners import OnnxRunner
+
     so = ort.SessionOptions()
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    return OnnxRunner(path, session_options=so)
 
 
 def _output_step(net: QATStudent) -> float:
