@@ -7,7 +7,9 @@ FX graph mode: ``prepare_qat_fx`` with a :class:`~torch.ao.quantization.QConfigM
 fake-quant ops:
 
 * weights: :class:`~torch.ao.quantization.FakeQuantize` over a per-channel min/max observer of the current
-  weights, ``qint8`` ``per_channel_symmetric`` (axis 0, the output channels);
+  weights, ``qint8`` ``per_channel_symmetric`` (axis 0, the output channels) on [-127, 127], scale max|w|/127, as
+  onnxruntime's ``quantize_static`` (PyTorch's default [-128, 127] puts each channel's largest weight on a rounding
+  tie; :func:`kit.quant.qdq.export_qdq` writes the range ONNX takes);
 * activations: a moving-average min/max observer, ``quint8`` ``per_tensor_affine`` (0 always in range, as
   onnxruntime's MinMax calibration), or with ``ranges="learned"`` a scale and zero point trained by gradient
   (:mod:`kit.quant.ranges`);
